@@ -1,0 +1,201 @@
+/**
+ * The datastore contract. Every backend (SQLite now, PostgreSQL later) implements DataStore and
+ * passes the one shared contract suite in test/datastore/contract.ts.
+ *
+ * Conventions: times are Unix seconds (integers); SPIFFE IDs and trust domains are strings that
+ * the caller has already validated; every method is async so a networked backend fits.
+ */
+
+export interface Selector {
+  /** Plugin/type name, free of ':' (for example "unix"). */
+  type: string;
+  /** Value, may contain ':' (for example "uid:1000"). */
+  value: string;
+}
+
+export interface RegistrationEntry {
+  id: string;
+  spiffeId: string;
+  parentId: string;
+  /** Sorted by (type, value), no duplicates, at least one. */
+  selectors: Selector[];
+  /** Seconds; 0 means the server default. */
+  x509SvidTtl: number;
+  /** Seconds; 0 means the server default. */
+  jwtSvidTtl: number;
+  dnsNames: string[];
+  /** Operator hint, at most 1024 bytes; "" when unset. */
+  hint: string;
+  admin: boolean;
+  downstream: boolean;
+  /** Trust domain names (no scheme), sorted, no duplicates. */
+  federatesWith: string[];
+  /** Unix seconds after which the entry is pruned; null for never. */
+  expiresAt: number | null;
+  /** Store-wide change counter value at the entry's last create or update (monotonic across the store). */
+  revision: number;
+  /** Unix seconds. */
+  createdAt: number;
+}
+
+/** Fields a caller supplies to create an entry; id is generated (UUID v4) when absent. */
+export type NewEntry = Omit<RegistrationEntry, 'id' | 'revision' | 'createdAt'> & { id?: string };
+
+/** A partial update; fields absent are left as they are. */
+export type EntryPatch = Partial<Omit<RegistrationEntry, 'id' | 'revision' | 'createdAt'>>;
+
+/**
+ * How a selector filter matches an entry's selectors S against the filter set F:
+ * exact: S = F; subset: S ⊆ F (what a workload with selectors F may receive);
+ * superset: S ⊇ F (SPIRE's default for `entry show -selector`); any: S ∩ F ≠ ∅.
+ */
+export type SelectorMatch = 'exact' | 'subset' | 'superset' | 'any';
+
+export interface EntryFilter {
+  ids?: string[];
+  spiffeId?: string;
+  parentId?: string;
+  selectors?: { set: Selector[]; match: SelectorMatch };
+  federatesWith?: { trustDomains: string[]; match: SelectorMatch };
+  hint?: string;
+  downstream?: boolean;
+  /** Only entries with expiresAt <= this (Unix seconds); for pruning. */
+  expiresBefore?: number;
+}
+
+export interface Page {
+  /** 1..10000; default 1000. */
+  pageSize?: number;
+  /** Opaque token from a previous ListEntriesResult; absent for the first page. */
+  pageToken?: string;
+}
+
+export interface ListEntriesResult {
+  entries: RegistrationEntry[];
+  /** Present when more entries follow. */
+  nextPageToken?: string;
+}
+
+export interface EntryChanges {
+  /** Entries created or updated with revision > since, in revision order. */
+  changed: RegistrationEntry[];
+  /** Ids of entries deleted with revision > since. */
+  deleted: string[];
+  /** The store's current change counter; pass it as `since` next time. */
+  revision: number;
+}
+
+export interface BundleRecord {
+  /** Trust domain name, for example "example.org". */
+  trustDomain: string;
+  /** The SPIFFE bundle JSON document as served (JWKS with spiffe_* members). */
+  document: string;
+  /** Bumped by the store on every change. */
+  sequence: number;
+  /** Seconds. */
+  refreshHint: number;
+  updatedAt: number;
+}
+
+export type CaKind = 'x509-root' | 'x509-signing' | 'jwt';
+export type CaSlotName = 'A' | 'B';
+export type CaSlotStatus = 'prepared' | 'active' | 'old';
+
+export interface CaSlotRecord {
+  kind: CaKind;
+  slot: CaSlotName;
+  status: CaSlotStatus;
+  /** Key id in the key manager. */
+  keyId: string;
+  /** DER certificate (x509 kinds) or SPKI DER public key (jwt). */
+  material: Buffer;
+  /** Hex SKI for X.509 CAs, JWT kid for JWT keys. */
+  authorityId: string;
+  notBefore: number;
+  notAfter: number;
+  tainted: boolean;
+  updatedAt: number;
+}
+
+export interface JoinTokenRecord {
+  /** SHA-256 of the token, hex. The token itself is never stored. */
+  tokenHash: string;
+  expiresAt: number;
+  /** Optional SPIFFE ID of a node alias the token's agent also gets. */
+  spiffeId: string | null;
+  createdAt: number;
+  usedAt: number | null;
+}
+
+export interface AttestedAgent {
+  spiffeId: string;
+  attestationType: string;
+  serial: string;
+  expiresAt: number;
+  selectors: Selector[];
+  banned: boolean;
+  canReattest: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface RevokedSerial {
+  /** Lower-case hex, no leading zeros stripped beyond DER encoding. */
+  serial: string;
+  /** Hex SKI of the CA that issued the certificate. */
+  issuerSki: string;
+  revokedAt: number;
+  /** The certificate's notAfter; the row may be pruned after it. */
+  notAfter: number;
+  reason: string;
+}
+
+export interface DataStore {
+  // registration entries
+  /** All or nothing: a duplicate (same spiffeId, parentId and selector set) or an existing id fails the whole batch with ERR_ENTRY_EXISTS naming the index in the batch. */
+  createEntries(entries: NewEntry[]): Promise<RegistrationEntry[]>;
+  /** All or nothing; unknown id → ERR_ENTRY_NOT_FOUND; an update that makes a duplicate → ERR_ENTRY_EXISTS. */
+  updateEntries(updates: Array<{ id: string; patch: EntryPatch }>): Promise<RegistrationEntry[]>;
+  /** All or nothing; unknown id → ERR_ENTRY_NOT_FOUND. Returns the deleted entries. */
+  deleteEntries(ids: string[]): Promise<RegistrationEntry[]>;
+  getEntry(id: string): Promise<RegistrationEntry | undefined>;
+  listEntries(filter?: EntryFilter, page?: Page): Promise<ListEntriesResult>;
+  countEntries(filter?: EntryFilter): Promise<number>;
+  /** Incremental sync: what changed since a store revision. */
+  entryChangesSince(since: number): Promise<EntryChanges>;
+  /** Deletes entries with expiresAt <= now; returns their ids. */
+  pruneExpiredEntries(now: number): Promise<string[]>;
+
+  // bundles
+  getBundle(trustDomain: string): Promise<BundleRecord | undefined>;
+  listBundles(): Promise<BundleRecord[]>;
+  /** Creates or replaces; the store sets sequence = previous + 1 (1 for a new one) and returns the record. */
+  setBundle(trustDomain: string, document: string, refreshHint: number, now: number): Promise<BundleRecord>;
+  deleteBundle(trustDomain: string): Promise<boolean>;
+
+  // CA slots
+  listCaSlots(kind?: CaKind): Promise<CaSlotRecord[]>;
+  putCaSlot(slot: CaSlotRecord): Promise<void>;
+  deleteCaSlot(kind: CaKind, slot: CaSlotName): Promise<void>;
+
+  // join tokens
+  createJoinToken(token: JoinTokenRecord): Promise<void>;
+  /** Marks the token used and returns it; ERR_TOKEN_INVALID unknown, ERR_TOKEN_USED reused, ERR_TOKEN_EXPIRED past expiry. Single use even under concurrency. */
+  consumeJoinToken(tokenHash: string, now: number): Promise<JoinTokenRecord>;
+  pruneJoinTokens(now: number): Promise<number>;
+
+  // attested agents
+  upsertAgent(agent: AttestedAgent): Promise<void>;
+  getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
+  listAgents(filter?: { banned?: boolean; attestationType?: string }): Promise<AttestedAgent[]>;
+  deleteAgent(spiffeId: string): Promise<boolean>;
+
+  // revocations (CRL input)
+  addRevoked(serials: RevokedSerial[]): Promise<void>;
+  listRevoked(): Promise<RevokedSerial[]>;
+  pruneRevoked(now: number): Promise<number>;
+
+  /** Liveness of the backend, for /ready. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
