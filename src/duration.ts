@@ -9,13 +9,13 @@ const PART = /(\d+)(ms|s|m|h|d)/gy;
 /** Parses a duration into whole seconds. Throws ERR_TTL_INVALID naming the field. */
 export function parseDurationSeconds(input: string | number, field = 'duration'): number {
   if (typeof input === 'number') {
-    if (!Number.isInteger(input) || input < 0) {
+    if (!Number.isSafeInteger(input) || input < 0) {
       throw new WritError('ERR_TTL_INVALID', `${field} must be a whole number of seconds, zero or more; got ${input}.`);
     }
     return input;
   }
   const s = input.trim();
-  if (/^\d+$/.test(s)) return parseDurationSeconds(Number(s), field);
+  if (/^\d{1,15}$/.test(s)) return parseDurationSeconds(Number(s), field);
   if (s.length === 0 || s.length > 64) {
     throw new WritError('ERR_TTL_INVALID', `${field} must be a duration such as 90s, 5m, 1h or 7d; got "${s.slice(0, 64)}".`);
   }

@@ -1,0 +1,1 @@
+export { AdminClient, MAX_RESPONSE_BYTES } from './client.js';

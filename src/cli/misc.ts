@@ -1,0 +1,58 @@
+/** `writ bundle show`, `writ token generate`, `writ healthcheck`. */
+import { Option, type Command } from 'commander';
+import { WritError } from '../errors.js';
+import type { CliContext } from './context.js';
+
+export function registerMiscCommands(program: Command, ctx: CliContext): void {
+  const bundle = program.command('bundle').description('trust bundles');
+  ctx
+    .common(
+      bundle
+        .command('show')
+        .description('print this trust domain\'s bundle')
+        .addOption(new Option('--format <format>', 'pem or spiffe (SPIFFE bundle JSON)').choices(['pem', 'spiffe']).default('pem')),
+    )
+    .action(async (f: { format: 'pem' | 'spiffe' }) => {
+      const res = await ctx.client().get<{ trust_domain: string; sequence: number; spiffe: unknown; pem: string }>('/v1/bundle');
+      if (f.format === 'spiffe') ctx.io.out(JSON.stringify(res.spiffe, null, 2));
+      else ctx.io.out(res.pem);
+    });
+
+  const token = program.command('token').description('join tokens for node attestation');
+  ctx
+    .common(
+      token
+        .command('generate')
+        .description('generate a single-use join token')
+        .option('--ttl <duration>', 'lifetime of the token (default: the server\'s join_token_ttl, 10m)')
+        .option('--spiffe-id <id>', 'also give the attested agent this node alias ID'),
+    )
+    .action(async (f: { ttl?: string; spiffeId?: string }) => {
+      const res = await ctx.client().post<{ token: string; expires_at: number; spiffe_id?: string }>('/v1/join-tokens', {
+        ...(f.ttl !== undefined ? { ttl: f.ttl } : {}),
+        ...(f.spiffeId !== undefined ? { spiffe_id: f.spiffeId } : {}),
+      });
+      if (ctx.json()) ctx.io.out(JSON.stringify(res, null, 2));
+      else ctx.io.out(`Token: ${res.token}\nExpires: ${new Date(res.expires_at * 1000).toISOString()}\n`);
+    });
+
+  ctx
+    .common(
+      program
+        .command('healthcheck')
+        .description('check that the server answers and is ready')
+        .option('--shallow', 'only check that the server answers')
+        .option('--verbose', 'print each check'),
+    )
+    .action(async (f: { shallow?: boolean; verbose?: boolean }) => {
+      const h = await ctx.client().get<{ live: boolean; ready: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>('/v1/health');
+      if (f.verbose) {
+        for (const [name, c] of Object.entries(h.checks)) ctx.io.out(`${name}: ${c.ok ? 'ok' : `FAILED${c.detail ? ` (${c.detail})` : ''}`}\n`);
+      }
+      if (!f.shallow && !h.ready) {
+        const failed = Object.entries(h.checks).filter(([, c]) => !c.ok).map(([n]) => n);
+        throw new WritError('ERR_SERVER_NOT_READY', `The server answers but is not ready (failing: ${failed.join(', ') || 'starting'}).`);
+      }
+      ctx.io.out('Server is healthy.\n');
+    });
+}

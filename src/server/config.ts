@@ -1,0 +1,205 @@
+/**
+ * Server configuration: YAML or JSON, validated once at start. A bad file stops the start with
+ * ERR_CONFIG_* naming the field. Relative paths are resolved against the working directory.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { WritError } from '../errors.js';
+import { parseDurationSeconds } from '../duration.js';
+import { parseTrustDomain } from '../spiffeid/index.js';
+
+export const DEFAULT_ADMIN_SOCKET = '/tmp/writ-server/private/admin.sock';
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+const duration = (field: string) =>
+  z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      return parseDurationSeconds(v, field);
+    } catch (e) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: e instanceof Error ? e.message : String(e) });
+      return z.NEVER;
+    }
+  });
+
+const trustDomain = z.string().transform((v, ctx) => {
+  try {
+    const td = parseTrustDomain(v);
+    if (td.name !== v) throw new Error(`trust_domain must be a bare name such as example.org; got "${v}".`);
+    return td.name;
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: e instanceof Error ? e.message : String(e) });
+    return z.NEVER;
+  }
+});
+
+const schema = z
+  .object({
+    trust_domain: trustDomain,
+    data_dir: z.string().min(1).default('./data'),
+    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    default_x509_svid_ttl: duration('default_x509_svid_ttl').default('1h'),
+    default_jwt_svid_ttl: duration('default_jwt_svid_ttl').default('5m'),
+    jwt_issuer: z.string().url().optional(),
+    admin: z
+      .object({
+        socket_path: z.string().min(1).max(107).default(DEFAULT_ADMIN_SOCKET),
+        group: z.union([z.string().min(1), z.number().int().nonnegative()]).optional(),
+      })
+      .strict()
+      .default({}),
+    health: z
+      .object({
+        enabled: z.boolean().default(true),
+        bind_address: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8089),
+      })
+      .strict()
+      .default({}),
+    ca: z
+      .object({
+        key_manager: z.enum(['disk', 'memory']).default('disk'),
+        key_type: z.enum(['ec-p256']).default('ec-p256'),
+        ca_ttl: duration('ca.ca_ttl').default('24h'),
+        root_ttl: duration('ca.root_ttl').default('720h'),
+        subject: z
+          .object({
+            country: z.array(z.string().length(2)).optional(),
+            organization: z.array(z.string().min(1)).optional(),
+            common_name: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        crl_next_update: duration('ca.crl_next_update').default('1h'),
+      })
+      .strict()
+      .default({}),
+    datastore: z
+      .object({
+        type: z.literal('sqlite').default('sqlite'),
+        path: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    join_token_ttl: duration('join_token_ttl').default('10m'),
+    bundle_refresh_hint: duration('bundle_refresh_hint').default('5m'),
+  })
+  .strict();
+
+export interface ServerConfig {
+  trustDomain: string;
+  dataDir: string;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  defaultX509SvidTtl: number;
+  defaultJwtSvidTtl: number;
+  jwtIssuer?: string;
+  admin: { socketPath: string; group?: string | number };
+  health: { enabled: boolean; bindAddress: string; port: number };
+  ca: {
+    keyManager: 'disk' | 'memory';
+    keyType: 'ec-p256';
+    caTtl: number;
+    rootTtl: number;
+    subject?: { country?: string[]; organization?: string[]; commonName?: string };
+    crlNextUpdate: number;
+  };
+  datastore: { type: 'sqlite'; path: string };
+  joinTokenTtl: number;
+  bundleRefreshHint: number;
+  /** Sentences about settings that work but are unwise (logged at start). */
+  warnings: string[];
+}
+
+function fieldOf(path: (string | number)[]): string {
+  return path.length === 0 ? '(top level)' : path.join('.');
+}
+
+/** Validates an already-parsed config object. */
+export function validateServerConfig(raw: unknown, source = 'config'): ServerConfig {
+  const parsed = schema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = fieldOf(issue?.path ?? []);
+    let why = issue?.message ?? 'is invalid';
+    if (issue?.code === z.ZodIssueCode.unrecognized_keys) why = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "${field}": ${why.replace(/\.$/, '')}.`, {
+      details: { field },
+    });
+  }
+  const c = parsed.data;
+  const warnings: string[] = [];
+  const maxSvid = Math.max(c.default_x509_svid_ttl, c.default_jwt_svid_ttl);
+  if (c.ca.root_ttl < c.ca.ca_ttl) {
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "ca.root_ttl": must be at least ca.ca_ttl.`, { details: { field: 'ca.root_ttl' } });
+  }
+  if (c.ca.ca_ttl <= maxSvid) {
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "ca.ca_ttl": must be longer than the default SVID TTLs (keep it at least 6 times longer).`, {
+      details: { field: 'ca.ca_ttl' },
+    });
+  }
+  if (c.ca.ca_ttl < 6 * maxSvid) {
+    warnings.push(`ca.ca_ttl is less than 6 times the default SVID TTL; SVIDs near a CA rotation will be shortened to the CA's expiry.`);
+  }
+  if (c.default_x509_svid_ttl === 0 || c.default_jwt_svid_ttl === 0) {
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: default SVID TTLs must be greater than zero.`, { details: { field: 'default_x509_svid_ttl' } });
+  }
+  const dataDir = resolve(c.data_dir);
+  return {
+    trustDomain: c.trust_domain,
+    dataDir,
+    logLevel: c.log_level,
+    defaultX509SvidTtl: c.default_x509_svid_ttl,
+    defaultJwtSvidTtl: c.default_jwt_svid_ttl,
+    ...(c.jwt_issuer ? { jwtIssuer: c.jwt_issuer } : {}),
+    admin: { socketPath: resolve(c.admin.socket_path), ...(c.admin.group !== undefined ? { group: c.admin.group } : {}) },
+    health: { enabled: c.health.enabled, bindAddress: c.health.bind_address, port: c.health.port },
+    ca: {
+      keyManager: c.ca.key_manager,
+      keyType: c.ca.key_type,
+      caTtl: c.ca.ca_ttl,
+      rootTtl: c.ca.root_ttl,
+      ...(c.ca.subject
+        ? {
+            subject: {
+              ...(c.ca.subject.country ? { country: c.ca.subject.country } : {}),
+              ...(c.ca.subject.organization ? { organization: c.ca.subject.organization } : {}),
+              ...(c.ca.subject.common_name ? { commonName: c.ca.subject.common_name } : {}),
+            },
+          }
+        : {}),
+      crlNextUpdate: c.ca.crl_next_update,
+    },
+    datastore: { type: 'sqlite', path: resolve(c.datastore.path ?? `${c.data_dir}/datastore.sqlite3`) },
+    joinTokenTtl: c.join_token_ttl,
+    bundleRefreshHint: c.bundle_refresh_hint,
+    warnings,
+  };
+}
+
+/** Reads, parses (YAML is a superset of JSON) and validates a config file. */
+export function loadServerConfig(path: string): ServerConfig {
+  let text: string;
+  try {
+    const buf = readFileSync(path);
+    if (buf.length > MAX_CONFIG_BYTES) {
+      throw new WritError('ERR_CONFIG_READ', `Config file ${path} is larger than 1 MiB.`);
+    }
+    text = buf.toString('utf8');
+  } catch (e) {
+    if (e instanceof WritError) throw e;
+    const code = (e as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new WritError('ERR_CONFIG_READ', `Cannot read config file ${path} (${code}).`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { uniqueKeys: true });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} is not valid YAML or JSON: ${msg}`);
+  }
+  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} must hold a mapping of fields at the top level.`);
+  }
+  return validateServerConfig(raw, path);
+}

@@ -1,0 +1,27 @@
+/** What the server's handlers share. */
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { Authority } from '../ca/index.js';
+import type { BundleRecord, DataStore } from '../datastore/index.js';
+import type { ServerConfig } from './config.js';
+import type { ServerMetrics } from './metrics.js';
+
+export interface HealthReport {
+  live: boolean;
+  ready: boolean;
+  checks: Record<string, { ok: boolean; detail?: string }>;
+}
+
+export interface ServerContext {
+  config: ServerConfig;
+  datastore: DataStore;
+  authority: Authority;
+  clock: Clock;
+  logger: Logger;
+  metrics: ServerMetrics;
+  /** The trust domain's own bundle record (SPIFFE bundle JSON with its sequence). */
+  ownBundle(): Promise<BundleRecord>;
+  /** The trust domain's X.509 authorities as PEM. */
+  bundlePem(): string;
+  health(): Promise<HealthReport>;
+}
