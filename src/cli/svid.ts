@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import { Crypto } from '@peculiar/webcrypto';
 import * as x509 from '@peculiar/x509';
 import type { Command } from 'commander';
+import type { webcrypto as nodeWebcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { WritError } from '../errors.js';
 import { toPem, writeFilesAtomically } from './io.js';
@@ -17,7 +18,7 @@ const webcrypto = new Crypto();
 /** A fresh P-256 key and a CSR carrying its public key. */
 export async function newKeyAndCsr(): Promise<{ keyPem: string; csrDer: Buffer }> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as nodeWebcrypto.CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: alg }, webcrypto);
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   return { keyPem: toPem('PRIVATE KEY', pkcs8), csrDer: Buffer.from(csr.rawData) };

@@ -1,0 +1,3 @@
+/** SVIDs: X509-SVIDs and JWT-SVIDs — parse, validate, verify against bundles. */
+export * from './jwt/index.js';
+export * from './x509/index.js';
