@@ -76,7 +76,8 @@ function entriesFromData(path: string, ctx: CliContext): unknown[] {
 }
 
 function onlyData(f: EntryFlags): void {
-  const { data: _d, ...rest } = f;
+  const { data: _d, ...all } = f as EntryFlags & { output?: string; socketPath?: string };
+  const { output: _o, socketPath: _s, ...rest } = all;
   const given = Object.entries(rest).filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0));
   if (given.length > 0) throw new WritError('ERR_INPUT_INVALID', '--data cannot be combined with other entry flags.');
 }

@@ -160,10 +160,10 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
     const b = body(req);
     const spiffeId = mintableId(b.spiffe_id, ctx);
     if (typeof b.csr !== 'string') throw new WritError('ERR_CA_CSR', 'csr must be a base64 DER PKCS#10 request.');
-    const publicKey = ctx.authority.verifyCsr(Buffer.from(b.csr, 'base64'));
+    const publicKey = await ctx.authority.verifyCsr(Buffer.from(b.csr, 'base64'));
     const ttl = ttlOf(b.ttl, ctx.config.defaultX509SvidTtl, 'ttl');
     const dnsNames = b.dns_names === undefined ? [] : validateDnsNames(b.dns_names, 'dns_names');
-    const svid = ctx.authority.mintX509Svid({ spiffeId, publicKey, ttl, dnsNames });
+    const svid = await ctx.authority.mintX509Svid({ spiffeId, publicKey, ttl, dnsNames });
     ctx.metrics.svidsMinted.inc({ type: 'x509' });
     audit(req, 'svid.x509.mint', { spiffe_id: spiffeId, serial: svid.serial, not_after: svid.notAfter.toISOString() });
     return {
@@ -182,7 +182,7 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
       throw new WritError('ERR_INPUT_INVALID', 'audience must be a non-empty list of non-empty strings.');
     }
     const ttl = ttlOf(b.ttl, ctx.config.defaultJwtSvidTtl, 'ttl');
-    const jwt = ctx.authority.mintJwtSvid({ spiffeId, audience: audience as string[], ttl });
+    const jwt = await ctx.authority.mintJwtSvid({ spiffeId, audience: audience as string[], ttl });
     ctx.metrics.svidsMinted.inc({ type: 'jwt' });
     audit(req, 'svid.jwt.mint', { spiffe_id: spiffeId, audience, kid: jwt.kid, expires_at: jwt.expiresAt.toISOString() });
     return { spiffe_id: spiffeId, token: jwt.token, expires_at: Math.floor(jwt.expiresAt.getTime() / 1000) };

@@ -12,7 +12,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { WritError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Authority, DiskKeyManager, MemoryKeyManager, type KeyManager } from '../ca/index.js';
-import { openDataStore, type BundleRecord, type DataStore } from '../datastore/index.js';
+import { openDataStore, type BundleRecord } from '../datastore/index.js';
 import { lookupGroupId } from '../platform/index.js';
 import { createAdminApp, labelConnection } from './admin.js';
 import { bundleContentKey, renderBundleDocument, pemOfAuthorities } from './bundle.js';
