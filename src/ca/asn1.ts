@@ -12,8 +12,30 @@ export function derLength(n: number): Buffer {
 }
 
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
-  const body = content.length === 1 ? content[0]! : Buffer.concat(content);
-  return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+  let n = 0;
+  for (const c of content) n += c.length;
+  const head = n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 0;
+  if (head === 0) {
+    const body = Buffer.concat(content);
+    return Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+  }
+  const out = Buffer.allocUnsafe(head + n);
+  out[0] = tag;
+  if (head === 2) out[1] = n;
+  else if (head === 3) {
+    out[1] = 0x81;
+    out[2] = n;
+  } else {
+    out[1] = 0x82;
+    out[2] = n >> 8;
+    out[3] = n & 0xff;
+  }
+  let p = head;
+  for (const c of content) {
+    c.copy(out, p);
+    p += c.length;
+  }
+  return out;
 }
 
 export const seq = (...content: Buffer[]): Buffer => tlv(0x30, ...content);
@@ -69,9 +91,21 @@ export function bitString(bytes: Buffer, unusedBits = 0): Buffer {
   return tlv(0x03, Buffer.from([unusedBits]), bytes);
 }
 
+const oidCache = new Map<string, Buffer>();
+
+/** OID TLVs of extensions, encoded once. */
+function cachedOid(dotted: string): Buffer {
+  let b = oidCache.get(dotted);
+  if (!b) {
+    b = oid(dotted);
+    oidCache.set(dotted, b);
+  }
+  return b;
+}
+
 /** One X.509 extension: SEQUENCE { extnID, critical (only when TRUE), extnValue OCTET STRING }. */
 export function extension(extnId: string, critical: boolean, value: Buffer): Buffer {
-  return critical ? seq(oid(extnId), TRUE, octetString(value)) : seq(oid(extnId), octetString(value));
+  return critical ? seq(cachedOid(extnId), TRUE, octetString(value)) : seq(cachedOid(extnId), octetString(value));
 }
 
 /** One RelativeDistinguishedName holding one attribute. */

@@ -85,6 +85,14 @@ export class LeafKey {
     return new LeafKey(spki);
   }
 
+  #ski: Buffer | undefined;
+
+  /** The subject key identifier of this key (SHA-1 of the key bits), computed once. */
+  get ski(): Buffer {
+    this.#ski ??= keyIdentifier(this.spki);
+    return this.#ski;
+  }
+
   get isP256(): boolean {
     return this.spki.length === 91 && this.spki.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX);
   }
@@ -153,12 +161,25 @@ export class LeafTemplate {
       0xa3,
       seq(
         this.#fixedExtensions,
-        extension(OIDS.subjectKeyIdentifier, false, tlv(0x04, keyIdentifier(p.key.spki))),
+        extension(OIDS.subjectKeyIdentifier, false, tlv(0x04, p.key.ski)),
         extension(OIDS.subjectAltName, false, san),
         ...(p.extraExtensions ?? []),
       ),
     );
-    return seq(this.#head, unsignedInteger(p.serial), this.#sigAlg, this.#issuerName, seq(derTime(p.notBefore), derTime(p.notAfter)), subject, p.key.spki, extensions);
+    return seq(this.#head, unsignedInteger(p.serial), this.#sigAlg, this.#issuerName, this.#validity(p.notBefore, p.notAfter), subject, p.key.spki, extensions);
+  }
+
+  #lastValidity: { nb: number; na: number; der: Buffer } | undefined;
+
+  /** Validity is the same for every leaf minted in one second with one TTL: encode it once. */
+  #validity(notBefore: Date, notAfter: Date): Buffer {
+    const nb = notBefore.getTime();
+    const na = notAfter.getTime();
+    const last = this.#lastValidity;
+    if (last && last.nb === nb && last.na === na) return last.der;
+    const der = seq(derTime(notBefore), derTime(notAfter));
+    this.#lastValidity = { nb, na, der };
+    return der;
   }
 
   /** The certificate from its TBS and the CA's DER ECDSA signature over it. */

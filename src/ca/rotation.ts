@@ -63,10 +63,18 @@ export class RotatingAuthority {
     return Math.floor(this.opts.clock.nowMs() / 1000);
   }
 
-  /** A random positive 128-bit serial (big-endian magnitude). */
+  #pool: Buffer = Buffer.alloc(0);
+  #poolAt = 0;
+
+  /** A random positive 128-bit serial (big-endian magnitude), from a pool refilled 4 KiB at a time. */
   protected newSerial(): Buffer {
     for (;;) {
-      const b = this.random.bytes(16);
+      if (this.#poolAt + 16 > this.#pool.length) {
+        this.#pool = this.random.bytes(4096);
+        this.#poolAt = 0;
+      }
+      const b = this.#pool.subarray(this.#poolAt, this.#poolAt + 16);
+      this.#poolAt += 16;
       if (b.some((x) => x !== 0)) return b;
     }
   }
