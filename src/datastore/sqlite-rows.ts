@@ -85,28 +85,8 @@ export function rowToEntry(r: EntryRow): RegistrationEntry {
   };
 }
 
-/** The named parameters of an INSERT or UPDATE of `entries` for a (canonical) entry. */
-export interface EntryParams {
-  id: string;
-  spiffe_id: string;
-  parent_id: string;
-  selectors: string;
-  selectors_key: string;
-  selector_count: number;
-  key_type: string;
-  key_value: string;
-  x509_svid_ttl: number;
-  jwt_svid_ttl: number;
-  dns_names: string;
-  hint: string;
-  admin: number;
-  downstream: number;
-  federates_with: string;
-  federates_count: number;
-  expires_at: number | null;
-  revision: number;
-  created_at: number;
-}
+/** The named parameters of an INSERT or UPDATE of `entries`: the same columns as a row. */
+export type EntryParams = EntryRow;
 
 /** Parameters for an entry whose selectors and federatesWith are already canonical; `key` is one of its selectors. */
 export function entryParams(e: RegistrationEntry, key: Selector): EntryParams {

@@ -156,6 +156,18 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
     return { trust_domain: ctx.config.trustDomain, sequence: b.sequence, spiffe: JSON.parse(b.document) as unknown, pem: ctx.bundlePem() };
   });
 
+  route('get', '/v1/crl', 'bundle.crl', async () => {
+    const crls = await ctx.authority.crls(await ctx.datastore.listRevoked(), ctx.config.ca.crlNextUpdate);
+    return {
+      crls: crls.map((c) => ({
+        issuer_ski: c.issuerSki,
+        der: c.der.toString('base64'),
+        this_update: Math.floor(c.thisUpdate.getTime() / 1000),
+        next_update: Math.floor(c.nextUpdate.getTime() / 1000),
+      })),
+    };
+  });
+
   route('post', '/v1/svid/x509', 'svid.x509.mint', async (req) => {
     const b = body(req);
     const spiffeId = mintableId(b.spiffe_id, ctx);

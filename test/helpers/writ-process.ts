@@ -75,9 +75,9 @@ export async function startServer(extraConfig: Record<string, unknown> = {}, tim
     trust_domain: 'example.org',
     data_dir: join(dir, 'data'),
     log_level: 'info',
-    admin: { socket_path: socketPath },
     health: { port: 0 },
     ...extraConfig,
+    admin: { socket_path: socketPath, ...(extraConfig.admin as Record<string, unknown> | undefined) },
   };
   const configPath = join(dir, 'server.json');
   writeFileSync(configPath, JSON.stringify(config));

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WritError } from '../../src/errors.js';
@@ -26,6 +27,21 @@ describe('server/config', () => {
     }
     throw new Error('accepted');
   };
+
+  it('ships a docker-compose.yml whose server service runs a config that validates', () => {
+    const compose = parseYaml(readFileSync('docker-compose.yml', 'utf8')) as {
+      services: Record<string, { command: string[]; volumes: string[]; healthcheck: { test: string[] } }>;
+    };
+    const svc = compose.services['writ-server']!;
+    expect(svc.command.slice(0, 2)).to.deep.equal(['server', 'run']);
+    const target = svc.command[svc.command.indexOf('--config') + 1];
+    const mount = svc.volumes.find((v) => v.split(':')[1] === target)!;
+    expect(mount, 'the config file is mounted').to.be.a('string');
+    const c = loadServerConfig(mount.split(':')[0]!);
+    expect(c.trustDomain).to.equal('example.org');
+    expect(svc.healthcheck.test).to.include('healthcheck');
+    expect(svc.healthcheck.test).to.include(c.admin.socketPath);
+  });
 
   it('loads the example config shipped in config/server.yaml', () => {
     const c = loadServerConfig('config/server.yaml');
