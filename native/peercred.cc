@@ -2,8 +2,11 @@
 // getPeerCred(fd)  -> { pid, uid, gid }            (SO_PEERCRED)
 // getPeerPidfd(fd) -> pidfd number, or -1 when the kernel lacks SO_PEERPIDFD
 // getPeerGroups(fd)-> supplementary gids of the peer (SO_PEERGROUPS), [] when unsupported
-// closeFd(fd)      -> closes a pidfd handed out by getPeerPidfd
+// closeFd(fd)      -> closes a pidfd handed out by getPeerPidfd or pidfdOpen
+// pidfdOpen(pid)   -> pidfd_open(pid, 0), or -1 when the process is gone or the kernel lacks it
+// pidfdAlive(fd)   -> pidfd_send_signal(fd, 0): false once the process has exited (ESRCH)
 #include <napi.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -16,6 +19,12 @@
 #endif
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
 #endif
 
 static int FdArg(const Napi::CallbackInfo& info) {
@@ -82,11 +91,33 @@ static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+static Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int pid = FdArg(info);
+  if (env.IsExceptionPending()) return env.Undefined();
+  if (pid <= 0) return Napi::Number::New(env, -1);
+  long fd = syscall(SYS_pidfd_open, pid, 0);
+  return Napi::Number::New(env, fd < 0 ? -1 : static_cast<double>(fd));
+}
+
+// True while the process behind the pidfd runs (EPERM also means it exists); false after it exited
+// (ESRCH) or when fd is not a pidfd (EBADF, EINVAL).
+static Napi::Value PidfdAlive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info);
+  if (env.IsExceptionPending()) return env.Undefined();
+  if (fd < 0) return Napi::Boolean::New(env, false);
+  long rc = syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0);
+  return Napi::Boolean::New(env, rc == 0 || errno == EPERM);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getPeerCred", Napi::Function::New(env, GetPeerCred));
   exports.Set("getPeerPidfd", Napi::Function::New(env, GetPeerPidfd));
   exports.Set("getPeerGroups", Napi::Function::New(env, GetPeerGroups));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
+  exports.Set("pidfdAlive", Napi::Function::New(env, PidfdAlive));
   return exports;
 }
 

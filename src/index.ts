@@ -6,3 +6,4 @@ export * from './errors.js';
 export * from './spiffeid/index.js';
 export * from './bundle/index.js';
 export * from './svid/index.js';
+export * from './workloadapi/index.js';

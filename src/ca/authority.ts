@@ -3,13 +3,12 @@
  * the active signing CA's leaf template, JWT-SVIDs with the active JWT key, CSR checks (only the
  * public key of a CSR is used, after its signature proves possession), and CRLs.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
 import type { KeyObject } from 'node:crypto';
 import { WritError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffeid/index.js';
 import type { RevokedSerial } from '../datastore/index.js';
 import { buildCrl } from './crl.js';
+import { verifyCsrDer } from './csr.js';
 import { SoftwareKey } from './keymanager.js';
 import { LeafKey, LeafTemplate } from './leaf.js';
 import { type AuthorityOptions, RotatingAuthority, serialHex } from './rotation.js';
@@ -17,7 +16,6 @@ import type { LoadedSlot } from './slots.js';
 
 /** Seconds by which leaf notBefore is backdated (SPIRE's NotBeforeCushion). */
 export const LEAF_BACKDATE_SECONDS = 10;
-export const MAX_CSR_BYTES = 16 * 1024;
 
 export interface SigningCaInfo {
   certificate: Buffer;
@@ -129,22 +127,7 @@ export class Authority extends RotatingAuthority {
 
   /** Checks a PKCS#10 request's signature and returns its public key; every other field is ignored. */
   async verifyCsr(der: Uint8Array): Promise<LeafKey> {
-    if (der.length === 0 || der.length > MAX_CSR_BYTES) throw new WritError('ERR_CA_CSR', `A CSR must be 1 to ${MAX_CSR_BYTES} bytes of DER.`);
-    let csr: x509.Pkcs10CertificateRequest;
-    try {
-      csr = new x509.Pkcs10CertificateRequest(Buffer.from(der));
-    } catch (cause) {
-      throw new WritError('ERR_CA_CSR', 'The CSR is not a DER PKCS#10 certification request.', { cause });
-    }
-    const key = LeafKey.from(Buffer.from(csr.publicKey.rawData));
-    let ok = false;
-    try {
-      ok = await csr.verify(this.opts.keyManager.crypto as never);
-    } catch (cause) {
-      throw new WritError('ERR_CA_CSR', 'The CSR signature could not be checked (unsupported algorithm).', { cause });
-    }
-    if (!ok) throw new WritError('ERR_CA_CSR', 'The CSR signature does not verify with its own public key.');
-    return key;
+    return verifyCsrDer(der);
   }
 
   /** Signs an X509-SVID with the active signing CA. */

@@ -10,6 +10,9 @@ import { registerEntryCommands } from './entry.js';
 import { registerSvidCommands } from './svid.js';
 import { registerMiscCommands } from './misc.js';
 import { registerServerCommands } from './server.js';
+import { registerAgentCommands } from './agent.js';
+import { registerApiCommands } from './api.js';
+import { registerDevCommand } from './dev.js';
 
 export async function main(argv: string[], io: Io = processIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const ctx = new CliContext(io, env);
@@ -22,6 +25,9 @@ export async function main(argv: string[], io: Io = processIo, env: NodeJS.Proce
     .showSuggestionAfterError(true);
   program.hook('preAction', (_this, action) => ctx.setOptions(action.opts()));
   registerServerCommands(program, ctx, (c) => (exitCode = c));
+  registerDevCommand(program, ctx, (c) => (exitCode = c));
+  registerAgentCommands(program, ctx, (c) => (exitCode = c));
+  registerApiCommands(program, ctx, env);
   registerEntryCommands(program, ctx);
   registerSvidCommands(program, ctx);
   registerMiscCommands(program, ctx);

@@ -1,6 +1,6 @@
 /**
- * `writ server run --config FILE` and `writ dev` (what `npm start` runs): the processes. Logs are
- * pino JSON on standard output; SIGTERM and SIGINT shut down gracefully.
+ * `writ server run --config FILE` and `writ server validate`: the server process. Logs are pino
+ * JSON on standard output; SIGTERM and SIGINT shut down gracefully.
  */
 import type { Command } from 'commander';
 import { pino } from 'pino';
@@ -9,14 +9,12 @@ import { WritServer } from '../server/server.js';
 import type { Logger } from '../log.js';
 import type { CliContext } from './context.js';
 
-export const DEV_TRUST_DOMAIN = 'example.org';
-
-function makeLogger(level: string, service: string): Logger {
+export function makeLogger(level: string, service: string): Logger {
   return pino({ level, base: { service, pid: process.pid } }) as unknown as Logger;
 }
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
-async function runUntilSignal(config: ServerConfig, logger: Logger, onReady?: (s: WritServer) => void): Promise<number> {
+export async function runUntilSignal(config: ServerConfig, logger: Logger, onReady?: (s: WritServer) => void): Promise<number> {
   const server = await WritServer.start(config, { logger });
   onReady?.(server);
   return new Promise<number>((resolve) => {
@@ -61,43 +59,4 @@ export function registerServerCommands(program: Command, ctx: CliContext, setExi
       ctx.io.out(`${f.config} is valid (trust domain ${config.trustDomain}).\n`);
     });
 
-  program
-    .command('dev')
-    .description('development mode (npm start): a server on ./data with the trust domain example.org')
-    .option('--data-dir <dir>', 'where the datastore and keys live', './data')
-    .option('--socket-path <path>', 'admin socket')
-    .option('--health-port <port>', 'health/metrics port on 127.0.0.1', '8089')
-    .action(async (f: { dataDir: string; socketPath?: string; healthPort: string }) => {
-      const config = validateServerConfig(
-        {
-          trust_domain: DEV_TRUST_DOMAIN,
-          data_dir: f.dataDir,
-          log_level: 'info',
-          health: { port: Number(f.healthPort) },
-          ...(f.socketPath ? { admin: { socket_path: f.socketPath } } : {}),
-        },
-        'writ dev',
-      );
-      const logger = makeLogger('info', 'writ-dev');
-      setExit(
-        await runUntilSignal(config, logger, (s) => {
-          const sock = s.adminSocketPath;
-          const flag = f.socketPath ? ` --socket-path ${sock}` : '';
-          ctx.io.err(
-            [
-              '',
-              `writ is running: trust domain ${DEV_TRUST_DOMAIN}, data in ${config.dataDir}, admin socket ${sock}`,
-              `health: http://127.0.0.1:${s.healthAddress?.port}/ready   metrics: http://127.0.0.1:${s.healthAddress?.port}/metrics`,
-              'In another terminal, try:',
-              `  npx writ entry create${flag} --parent-id spiffe://${DEV_TRUST_DOMAIN}/writ/agent/x --spiffe-id spiffe://${DEV_TRUST_DOMAIN}/agent/summarizer --selector unix:uid:1000`,
-              `  npx writ entry show${flag} --selector unix:uid:1000 --output json`,
-              `  npx writ x509 mint${flag} --spiffe-id spiffe://${DEV_TRUST_DOMAIN}/agent/summarizer --ttl 5m --write ./out`,
-              `  npx writ bundle show${flag} --format spiffe`,
-              'Stop with Ctrl-C.',
-              '',
-            ].join('\n'),
-          );
-        }),
-      );
-    });
 }

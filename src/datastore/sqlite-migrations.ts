@@ -142,7 +142,26 @@ CREATE TABLE revoked_serials (
 CREATE INDEX revoked_serials_not_after ON revoked_serials (not_after);
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, description: 'initial schema', sql: V1 }];
+const V2 = `
+CREATE TABLE issued_svids (
+  serial     TEXT NOT NULL,
+  issuer_ski TEXT NOT NULL,
+  spiffe_id  TEXT NOT NULL,
+  entry_id   TEXT,
+  agent_id   TEXT,
+  issued_at  INTEGER NOT NULL,
+  not_after  INTEGER NOT NULL,
+  PRIMARY KEY (serial, issuer_ski)
+) WITHOUT ROWID;
+CREATE INDEX issued_svids_entry ON issued_svids (entry_id, not_after);
+CREATE INDEX issued_svids_spiffe_id ON issued_svids (spiffe_id, not_after);
+CREATE INDEX issued_svids_not_after ON issued_svids (not_after);
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, description: 'initial schema', sql: V1 },
+  { version: 2, description: 'issued X509-SVIDs', sql: V2 },
+];
 
 /** The schema version this code writes. */
 export const SCHEMA_VERSION = MIGRATIONS.reduce((v, m) => Math.max(v, m.version), 0);

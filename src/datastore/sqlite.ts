@@ -11,6 +11,7 @@ import type { Clock } from '../clock.js';
 import { WritError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SqliteEntryWriter } from './sqlite-entries.js';
+import { SqliteIssued } from './sqlite-issued.js';
 import { migrate } from './sqlite-migrations.js';
 import { SqliteEntryQuery } from './sqlite-query.js';
 import { SqliteRecords } from './sqlite-records.js';
@@ -48,6 +49,7 @@ export class SqliteDataStore implements T.DataStore {
   private readonly writer: SqliteEntryWriter;
   private readonly query: SqliteEntryQuery;
   private readonly records: SqliteRecords;
+  private readonly issued: SqliteIssued;
   private readonly pingStatement: Database.Statement;
   private closed = false;
 
@@ -60,6 +62,7 @@ export class SqliteDataStore implements T.DataStore {
     this.writer = new SqliteEntryWriter(db, clock);
     this.query = new SqliteEntryQuery(db);
     this.records = new SqliteRecords(db);
+    this.issued = new SqliteIssued(db);
     this.pingStatement = db.prepare('SELECT 1');
   }
 
@@ -197,6 +200,16 @@ export class SqliteDataStore implements T.DataStore {
   }
   pruneRevoked(now: number): Promise<number> {
     return this.run('prune revoked serials', () => this.records.pruneRevoked(now));
+  }
+
+  recordIssued(svids: T.IssuedSvid[]): Promise<void> {
+    return this.run('record issued SVIDs', () => this.issued.record(svids));
+  }
+  listIssued(filter: T.IssuedSvidFilter): Promise<T.IssuedSvid[]> {
+    return this.run('list issued SVIDs', () => this.issued.list(filter));
+  }
+  pruneIssued(now: number): Promise<number> {
+    return this.run('prune issued SVIDs', () => this.issued.pruneBefore(now));
   }
 
   ping(): Promise<void> {

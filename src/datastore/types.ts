@@ -150,6 +150,27 @@ export interface RevokedSerial {
   reason: string;
 }
 
+/** An X509-SVID the CA signed, kept until it expires so ending a task can revoke its serials. */
+export interface IssuedSvid {
+  /** Lower-case hex of the DER INTEGER content. */
+  serial: string;
+  issuerSki: string;
+  spiffeId: string;
+  /** The registration entry it was signed for; null for a direct mint. */
+  entryId: string | null;
+  /** The agent that asked for it; null for a direct mint. */
+  agentId: string | null;
+  issuedAt: number;
+  notAfter: number;
+}
+
+export interface IssuedSvidFilter {
+  entryId?: string;
+  spiffeId?: string;
+  /** Only SVIDs with notAfter > this (Unix seconds). */
+  notExpiredAt?: number;
+}
+
 export interface DataStore {
   // registration entries
   /** All or nothing: a duplicate (same spiffeId, parentId and selector set) or an existing id fails the whole batch with ERR_ENTRY_EXISTS naming the index in the batch. */
@@ -194,6 +215,14 @@ export interface DataStore {
   addRevoked(serials: RevokedSerial[]): Promise<void>;
   listRevoked(): Promise<RevokedSerial[]>;
   pruneRevoked(now: number): Promise<number>;
+
+  // issued X509-SVIDs
+  /** Records signed SVIDs in one transaction; a duplicate (serial, issuerSki) is ignored. */
+  recordIssued(svids: IssuedSvid[]): Promise<void>;
+  /** Issued SVIDs matching every given filter field, ordered by issuedAt then serial. */
+  listIssued(filter: IssuedSvidFilter): Promise<IssuedSvid[]>;
+  /** Deletes records with notAfter < now; returns how many. */
+  pruneIssued(now: number): Promise<number>;
 
   /** Liveness of the backend, for /ready. */
   ping(): Promise<void>;

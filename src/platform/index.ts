@@ -1,3 +1,3 @@
-export { peerCredOf, peerGroupsOf, peerPidfdOf, closePidfd, socketFd } from './peercred.js';
+export { peerCredOf, peerGroupsOf, peerPidfdOf, closePidfd, pidfdAlive, pidfdOpen, socketFd } from './peercred.js';
 export type { PeerCred } from './peercred.js';
 export { lookupUserName, lookupGroupName, lookupGroupId } from './users.js';

@@ -20,6 +20,8 @@ interface Addon {
   getPeerPidfd(fd: number): number;
   getPeerGroups(fd: number): number[];
   closeFd(fd: number): void;
+  pidfdOpen(pid: number): number;
+  pidfdAlive(fd: number): boolean;
 }
 
 let addon: Addon | undefined;
@@ -73,4 +75,16 @@ export function peerPidfdOf(socket: Socket): number {
 
 export function closePidfd(fd: number): void {
   if (fd >= 0) loadAddon().closeFd(fd);
+}
+
+/** pidfd_open(pid): a pidfd for a running process, or -1 when it is gone or the kernel lacks pidfds. The caller must closePidfd() it. */
+export function pidfdOpen(pid: number): number {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return -1;
+  return loadAddon().pidfdOpen(pid);
+}
+
+/** Whether the process behind a pidfd is still running (pidfd_send_signal with signal 0); false for -1. */
+export function pidfdAlive(fd: number): boolean {
+  if (fd < 0) return false;
+  return loadAddon().pidfdAlive(fd);
 }

@@ -12,6 +12,7 @@ import { parseSpiffeId } from '../spiffeid/index.js';
 import { peerCredOf, peerGroupsOf, lookupUserName, type PeerCred } from '../platform/index.js';
 import { parseDurationSeconds } from '../duration.js';
 import type { ServerContext } from './context.js';
+import type { AttestedAgent } from '../datastore/index.js';
 
 export const MAX_ADMIN_BODY = '32mb';
 export const MAX_BATCH = 10_000;
@@ -212,6 +213,51 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
     // The token itself is shown once to the caller and never logged; the hash prefix identifies it.
     audit(req, 'token.generate', { token_sha256_prefix: tokenHash.slice(0, 12), expires_at: now + ttl, spiffe_id: alias });
     return { token, expires_at: now + ttl, ...(alias ? { spiffe_id: alias } : {}) };
+  });
+
+  const agentJson = (a: AttestedAgent) => ({
+    spiffe_id: a.spiffeId,
+    attestation_type: a.attestationType,
+    serial: a.serial,
+    expires_at: a.expiresAt,
+    selectors: a.selectors,
+    banned: a.banned,
+    can_reattest: a.canReattest,
+    created_at: a.createdAt,
+    updated_at: a.updatedAt,
+  });
+  const agentId = (raw: unknown): string => {
+    if (typeof raw !== 'string') throw new WritError('ERR_INPUT_INVALID', 'spiffe_id must be an agent SPIFFE ID.');
+    const id = parseSpiffeId(raw).toString();
+    if (!id.startsWith(`spiffe://${ctx.config.trustDomain}/writ/agent/`)) throw new WritError('ERR_INPUT_INVALID', `${id} is not an agent ID of this trust domain.`);
+    return id;
+  };
+  const existingAgent = async (id: string) => {
+    const a = await ctx.datastore.getAgent(id);
+    if (!a) throw new WritError('ERR_AGENT_NOT_FOUND', `No attested agent has the ID ${id}.`);
+    return a;
+  };
+  route('post', '/v1/agents/list', 'agent.list', async (req) => {
+    const f = body(req);
+    const filter: { banned?: boolean; attestationType?: string } = {};
+    if (typeof f.banned === 'boolean') filter.banned = f.banned;
+    if (typeof f.attestation_type === 'string') filter.attestationType = f.attestation_type;
+    return { agents: (await ctx.datastore.listAgents(filter)).map(agentJson) };
+  });
+  route('post', '/v1/agents/show', 'agent.show', async (req) => ({ agent: agentJson(await existingAgent(agentId(body(req).spiffe_id))) }));
+  route('post', '/v1/agents/evict', 'agent.evict', async (req) => {
+    const id = agentId(body(req).spiffe_id);
+    await existingAgent(id);
+    await ctx.datastore.deleteAgent(id);
+    audit(req, 'agent.evict', { agent_id: id });
+    return { evicted: id };
+  });
+  route('post', '/v1/agents/ban', 'agent.ban', async (req) => {
+    const id = agentId(body(req).spiffe_id);
+    const a = await existingAgent(id);
+    await ctx.datastore.upsertAgent({ ...a, banned: true, updatedAt: Math.floor(ctx.clock.nowMs() / 1000) });
+    audit(req, 'agent.ban', { agent_id: id });
+    return { banned: id };
   });
 
   app.use((req: Request, _res: Response, next: NextFunction) => {

@@ -82,6 +82,18 @@ const schema = z
       })
       .strict()
       .default({}),
+    node_api: z
+      .object({
+        enabled: z.boolean().default(true),
+        bind_address: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8081),
+      })
+      .strict()
+      .default({}),
+    agent_ttl: duration('agent_ttl').optional(),
+    node_attestors: z
+      .array(z.object({ name: z.string().min(1), config: z.record(z.unknown()).default({}) }).strict())
+      .default([{ name: 'join_token', config: {} }]),
     join_token_ttl: duration('join_token_ttl').default('10m'),
     bundle_refresh_hint: duration('bundle_refresh_hint').default('5m'),
   })
@@ -105,6 +117,10 @@ export interface ServerConfig {
     crlNextUpdate: number;
   };
   datastore: { type: 'sqlite'; path: string };
+  nodeApi: { enabled: boolean; bindAddress: string; port: number };
+  /** Lifetime of agent SVIDs, seconds (default: the default X509-SVID TTL). */
+  agentTtl: number;
+  nodeAttestors: Array<{ name: string; config: Record<string, unknown> }>;
   joinTokenTtl: number;
   bundleRefreshHint: number;
   /** Sentences about settings that work but are unwise (logged at start). */
@@ -171,6 +187,9 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
       crlNextUpdate: c.ca.crl_next_update,
     },
     datastore: { type: 'sqlite', path: resolve(c.datastore.path ?? `${c.data_dir}/datastore.sqlite3`) },
+    nodeApi: { enabled: c.node_api.enabled, bindAddress: c.node_api.bind_address, port: c.node_api.port },
+    agentTtl: c.agent_ttl ?? c.default_x509_svid_ttl,
+    nodeAttestors: c.node_attestors.map((a) => ({ name: a.name, config: a.config })),
     joinTokenTtl: c.join_token_ttl,
     bundleRefreshHint: c.bundle_refresh_hint,
     warnings,

@@ -23,5 +23,7 @@ export interface ServerContext {
   ownBundle(): Promise<BundleRecord>;
   /** The trust domain's X.509 authorities as PEM. */
   bundlePem(): string;
+  /** DER CRLs of the signing CAs, regenerated when the revoked set changes or they near nextUpdate. */
+  crls(): Promise<Buffer[]>;
   health(): Promise<HealthReport>;
 }

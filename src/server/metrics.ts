@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 export interface ServerMetrics {
   registry: Registry;
   adminRequests: Counter<'action' | 'code'>;
+  nodeRequests: Counter<'action' | 'code'>;
   svidsMinted: Counter<'type'>;
   caRotations: Counter<'event'>;
   entries: Gauge;
@@ -20,6 +21,7 @@ export function createServerMetrics(countEntries: () => Promise<number>): Server
   return {
     registry,
     adminRequests: new Counter({ name: 'writ_admin_requests_total', help: 'Admin API requests by action and result code.', labelNames: ['action', 'code'], registers: [registry] }),
+    nodeRequests: new Counter({ name: 'writ_node_api_requests_total', help: 'Node API requests (agents) by action and result code.', labelNames: ['action', 'code'], registers: [registry] }),
     svidsMinted: new Counter({ name: 'writ_svids_minted_total', help: 'SVIDs signed by the CA, by type.', labelNames: ['type'], registers: [registry] }),
     caRotations: new Counter({ name: 'writ_ca_rotation_events_total', help: 'CA rotation events (prepared, activated, dropped) by kind.', labelNames: ['event'], registers: [registry] }),
     entries: new Gauge({

@@ -20,6 +20,10 @@ import type { ServerConfig } from './config.js';
 import type { HealthReport, ServerContext } from './context.js';
 import { startHealthServer } from './health.js';
 import { createServerMetrics } from './metrics.js';
+import { AttestationSessions, createNodeApp, startNodeApiListener } from './nodeapi/index.js';
+import { ServerSvid } from './serversvid.js';
+import { loadPlugins, NODE_ATTESTOR, SERVER_PLUGINS, type Catalog } from '../plugins/index.js';
+import type { ServerNodeAttestor } from '../plugins/nodeattestor/types.js';
 
 export interface ServerOptions {
   logger: Logger;
@@ -52,12 +56,20 @@ export class WritServer {
   healthAddress: AddressInfo | undefined;
   private bundle: BundleRecord | undefined;
   private bundleKey = '';
+  private crlCache: { key: string; refreshAt: number; ders: Buffer[] } | undefined;
+  private nodeApi: { close(): Promise<void>; address: AddressInfo } | undefined;
+  private sessions: AttestationSessions | undefined;
+  private plugins: Catalog<(typeof SERVER_PLUGINS)[number]> | undefined;
+  readonly serverSvid: ServerSvid;
+  nodeApiAddress: AddressInfo | undefined;
 
   private constructor(
     readonly config: ServerConfig,
     readonly ctx: ServerContext,
     private readonly keyManager: KeyManager,
-  ) {}
+  ) {
+    this.serverSvid = new ServerSvid(ctx.authority, ctx.clock, Math.min(config.defaultX509SvidTtl, config.agentTtl));
+  }
 
   get adminSocketPath(): string {
     return this.config.admin.socketPath;
@@ -97,10 +109,12 @@ export class WritServer {
         metrics,
         ownBundle: async () => server!.currentBundle(),
         bundlePem: () => pemOfAuthorities(authority.x509Authorities()),
+        crls: async () => server!.currentCrls(),
         health: async () => server!.health(),
       };
       server = new WritServer(config, ctx, keyManager);
       await server.rotateAndPublish();
+      await server.loadNodeAttestors();
       server.schedule();
       await server.listen();
       logger.info(
@@ -109,6 +123,7 @@ export class WritServer {
           trust_domain: config.trustDomain,
           admin_socket: config.admin.socketPath,
           health: server.healthAddress ? `${server.healthAddress.address}:${server.healthAddress.port}` : null,
+          node_api: server.nodeApiAddress ? `${server.nodeApiAddress.address}:${server.nodeApiAddress.port}` : null,
           data_dir: config.dataDir,
           key_manager: keyManager.name,
         },
@@ -130,6 +145,7 @@ export class WritServer {
       this.ctx.logger.info({ event: 'ca.rotation', detail: ev }, 'CA rotation');
     }
     await this.publishBundle();
+    await this.serverSvid.refresh();
     this.ctx.metrics.signingCaNotAfter.set(Math.floor(this.ctx.authority.signingCa().notAfter.getTime() / 1000));
   }
 
@@ -157,6 +173,30 @@ export class WritServer {
     this.ctx.metrics.bundleSequence.set(rec.sequence);
     this.ctx.logger.info({ event: 'bundle.published', sequence: rec.sequence, x509_authorities: x509.length, jwt_authorities: jwt.length }, 'trust bundle published');
     return rec;
+  }
+
+  /** The CRLs, rebuilt when the revoked set or the signing CAs change, or at half their validity. */
+  async currentCrls(): Promise<Buffer[]> {
+    const { authority, datastore, clock, config } = this.ctx;
+    const revoked = await datastore.listRevoked();
+    const key = `${authority.signingCas().map((c) => c.ski).join(',')}|${revoked.map((r) => `${r.issuerSki}/${r.serial}`).join(',')}`;
+    const now = clock.nowMs();
+    if (this.crlCache && this.crlCache.key === key && now < this.crlCache.refreshAt) return this.crlCache.ders;
+    const crls = await authority.crls(revoked, config.ca.crlNextUpdate);
+    this.crlCache = { key, refreshAt: now + (config.ca.crlNextUpdate * 1000) / 2, ders: crls.map((c) => c.der) };
+    return this.crlCache.ders;
+  }
+
+  private async loadNodeAttestors(): Promise<void> {
+    const { config, logger, clock, datastore } = this.ctx;
+    this.plugins = await loadPlugins(
+      SERVER_PLUGINS,
+      config.nodeAttestors.map((a) => ({ type: NODE_ATTESTOR, name: a.name, config: a.config })),
+      { logger: logger.child({ component: 'plugins' }), clock, trustDomain: config.trustDomain, store: datastore },
+    );
+    const attestors = new Map<string, ServerNodeAttestor>();
+    for (const a of this.plugins.all(NODE_ATTESTOR) as ServerNodeAttestor[]) attestors.set(a.name, a);
+    this.sessions = new AttestationSessions(this.ctx, attestors);
   }
 
   async currentBundle(): Promise<BundleRecord> {
@@ -201,7 +241,8 @@ export class WritServer {
           const entries = await this.ctx.datastore.pruneExpiredEntries(now);
           const tokens = await this.ctx.datastore.pruneJoinTokens(now);
           const revoked = await this.ctx.datastore.pruneRevoked(now);
-          if (entries.length + tokens + revoked > 0) log.info({ event: 'prune', entries, tokens, revoked }, 'pruned expired records');
+          const issued = await this.ctx.datastore.pruneIssued(now);
+          if (entries.length + tokens + revoked + issued > 0) log.info({ event: 'prune', entries, tokens, revoked, issued }, 'pruned expired records');
         }),
         { name: 'prune', noOverlap: true },
       ),
@@ -251,6 +292,11 @@ export class WritServer {
       chmodSync(path, 0o600);
     }
     this.adminServer = server;
+    if (config.nodeApi.enabled) {
+      const n = await startNodeApiListener(createNodeApp(this.ctx, this.sessions!), this.serverSvid, config.nodeApi.bindAddress, config.nodeApi.port);
+      this.nodeApi = n;
+      this.nodeApiAddress = n.address;
+    }
     if (config.health.enabled) {
       const h = await startHealthServer(this.ctx, config.health.bindAddress, config.health.port);
       this.healthServer = h.server;
@@ -269,7 +315,9 @@ export class WritServer {
           s.closeIdleConnections();
           setTimeout(() => s.closeAllConnections(), 5000).unref();
         });
-      await Promise.all([close(this.adminServer), close(this.healthServer)]);
+      this.sessions?.close();
+      await Promise.all([close(this.adminServer), close(this.healthServer), this.nodeApi?.close()]);
+      await this.plugins?.close();
       try {
         if (existsSync(this.config.admin.socketPath)) unlinkSync(this.config.admin.socketPath);
       } catch {

@@ -1,9 +1,9 @@
 /**
  * Contract: the records beside entries. Bundles (sequence bumps), CA slots, join tokens (single
- * use, also under 20 concurrent consumers), attested agents and revoked serials.
+ * use, also under 20 concurrent consumers), attested agents, revoked serials and issued SVIDs.
  */
 import { expect } from 'chai';
-import type { AttestedAgent, CaSlotRecord, RevokedSerial } from '../../src/datastore/index.js';
+import type { AttestedAgent, CaSlotRecord, IssuedSvid, RevokedSerial } from '../../src/datastore/index.js';
 import { expectWritError, sels, TD, useStore, type OpenStore } from './contract-helpers.js';
 
 const NOW = 1_900_000_000;
@@ -158,6 +158,35 @@ export function recordsContract(open: OpenStore): void {
       expect(list.filter((r) => r.serial === '01').map((r) => r.issuerSki).sort()).to.deep.equal(['ca1', 'ca2']);
       expect(await store().pruneRevoked(NOW)).to.equal(1);
       expect((await store().listRevoked()).map((r) => `${r.issuerSki}/${r.serial}`).sort()).to.deep.equal(['ca1/02', 'ca1/03', 'ca2/01']);
+    });
+  });
+
+  describe('issued SVIDs', () => {
+    const store = useStore(open);
+    const svid = (serial: string, o: Partial<IssuedSvid> = {}): IssuedSvid => ({
+      serial,
+      issuerSki: 'ca1',
+      spiffeId: `${TD}/agent/a/task/t1`,
+      entryId: 'e1',
+      agentId: `${TD}/writ/agent/join_token/x`,
+      issuedAt: NOW,
+      notAfter: NOW + 600,
+      ...o,
+    });
+
+    it('records (ignoring duplicates), filters by entry, SPIFFE ID and expiry, and prunes', async () => {
+      await store().recordIssued([svid('01'), svid('02', { issuedAt: NOW + 1, notAfter: NOW + 10 }), svid('03', { entryId: 'e2', spiffeId: `${TD}/other` })]);
+      await store().recordIssued([svid('01', { notAfter: NOW + 9999 }), svid('04', { entryId: null, agentId: null, notAfter: NOW - 5 })]);
+      await store().recordIssued([]);
+      const serials = (l: IssuedSvid[]) => l.map((x) => x.serial);
+      expect(serials(await store().listIssued({ entryId: 'e1' }))).to.deep.equal(['01', '02']);
+      expect((await store().listIssued({ entryId: 'e1' }))[0]).to.deep.equal(svid('01'));
+      expect(serials(await store().listIssued({ spiffeId: `${TD}/other` }))).to.deep.equal(['03']);
+      expect(serials(await store().listIssued({ entryId: 'e1', notExpiredAt: NOW + 10 }))).to.deep.equal(['01']);
+      expect(serials(await store().listIssued({}))).to.have.members(['01', '02', '03', '04']);
+      expect((await store().listIssued({})).find((x) => x.serial === '04')).to.deep.include({ entryId: null, agentId: null });
+      expect(await store().pruneIssued(NOW)).to.equal(1);
+      expect(serials(await store().listIssued({}))).to.have.members(['01', '02', '03']);
     });
   });
 }

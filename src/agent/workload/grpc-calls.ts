@@ -1,0 +1,181 @@
+/**
+ * The SpiffeWorkloadAPI RPC implementations for grpc-js. Every call checks the security header,
+ * readiness and the caller's attestation (caller.ts) before its own work. Streams send the full
+ * state at once, then again after every handler change notification when the encoded message
+ * differs from the last one sent on that stream; a slow reader gets only the latest state once
+ * it drains. Errors leave as the WritError's gRPC status and one sentence, never internals.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { WritError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Selector } from '../../datastore/types.js';
+import { ERROR_CODE_TRAILER, SECURITY_HEADER, toStruct, type JWTSVIDRequestMessage, type ValidateJWTSVIDRequestMessage, type X509SVIDResponseMessage } from '../../workloadapi/proto.js';
+import { attestCaller, checkAudience, checkOptionalSpiffeId, checkSecurityHeader, checkValidateRequest, noIdentity, safeError } from './caller.js';
+import type { WorkloadHandler } from './handler.js';
+import type { TrackedPeer } from './peer.js';
+import { jwtBundlesMessage, jwtSvidMessage, x509BundlesMessage, x509SvidMessage } from './render.js';
+
+/** An open server stream the endpoint can end (on close). */
+export interface OpenStream {
+  end(e: WritError): void;
+}
+
+export interface CallContext {
+  handler: WorkloadHandler;
+  logger: Logger;
+  /** The tracked peer of the connection grpc-js names with `call.getPeer()`. */
+  peerOf(label: string): TrackedPeer | undefined;
+  streams: Set<OpenStream>;
+  /** Set once close() has begun: a stream admitted after that ends at once with this error. */
+  closing(): WritError | undefined;
+}
+
+type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+/** The status, with writ's error code in the trailers (`writ-error-code`) for clients that read it. */
+const statusOf = (e: WritError): Partial<grpc.StatusObject> => {
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_TRAILER, e.code);
+  return { code: e.grpcStatus, details: e.message, metadata };
+};
+
+/** Header, readiness, attestation; the caller's selectors. */
+async function admit(ctx: CallContext, call: Call): Promise<Selector[]> {
+  checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
+  return attestCaller(ctx.handler, ctx.peerOf(call.getPeer()), ctx.logger);
+}
+
+function unary<Req, Res>(ctx: CallContext, name: string, run: (req: Req, call: Call) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    run(call.request, call as Call).then(
+      (res) => callback(null, res),
+      (e: unknown) => {
+        const err = safeError(e, ctx.logger, name);
+        ctx.logger.debug({ call: name, code: err.code }, 'Workload API call refused');
+        callback(statusOf(err));
+      },
+    );
+  };
+}
+
+function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.serialize<M>, render: (selectors: readonly Selector[]) => M): grpc.handleServerStreamingCall<unknown, M> {
+  return (call) => {
+    const fail = (e: unknown) => {
+      const err = safeError(e, ctx.logger, name);
+      ctx.logger.debug({ call: name, code: err.code }, 'Workload API stream ended with an error');
+      if (!call.cancelled) call.emit('error', statusOf(err));
+    };
+    admit(ctx, call as Call).then((selectors) => {
+      if (call.cancelled) return;
+      const shutdown = ctx.closing();
+      if (shutdown) {
+        fail(shutdown);
+        return;
+      }
+      let last: Buffer | undefined;
+      let blocked = false;
+      let dirty = false;
+      let scheduled = false;
+      let done = false;
+      let unsubscribe: () => void = () => undefined;
+      const finish = (e?: WritError) => {
+        if (done) return;
+        done = true;
+        unsubscribe();
+        ctx.streams.delete(open);
+        if (e) fail(e);
+        else if (!call.cancelled) call.end();
+      };
+      const open: OpenStream = { end: finish };
+      const send = () => {
+        if (done) return;
+        dirty = false;
+        let msg: M;
+        let bytes: Buffer;
+        try {
+          msg = render(selectors);
+          bytes = serialize(msg);
+        } catch (e) {
+          finish(safeError(e, ctx.logger, name));
+          return;
+        }
+        if (last && bytes.equals(last)) return;
+        last = bytes;
+        if (!call.write(msg)) blocked = true;
+      };
+      const onChange = () => {
+        if (done) return;
+        if (blocked) {
+          dirty = true;
+          return;
+        }
+        if (scheduled) return;
+        scheduled = true;
+        // Coalesces bursts of notifications into one render.
+        setImmediate(() => {
+          scheduled = false;
+          send();
+        });
+      };
+      call.on('drain', () => {
+        blocked = false;
+        if (dirty) send();
+      });
+      call.on('cancelled', () => finish());
+      unsubscribe = ctx.handler.subscribe(onChange);
+      ctx.streams.add(open);
+      send();
+    }, fail);
+  };
+}
+
+/** Identity-bearing X.509 state; no SVID means PermissionDenied (at start and mid-stream). */
+function x509Svids(handler: WorkloadHandler, selectors: readonly Selector[]): X509SVIDResponseMessage {
+  const state = handler.x509State(selectors);
+  if (state.svids.length === 0) throw noIdentity();
+  return x509SvidMessage(state);
+}
+
+function unimplemented(what: string): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    try {
+      checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
+      call.emit('error', statusOf(new WritError('ERR_UNIMPLEMENTED', `${what} is not implemented by writ.`)));
+    } catch (e) {
+      call.emit('error', statusOf(e as WritError));
+    }
+  };
+}
+
+/** The implementation object for server.addService(workloadServiceDefinition(), …). */
+export function workloadServiceImplementation(ctx: CallContext, def: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {
+  const ser = <M>(method: string): grpc.serialize<M> => {
+    const m = def[method];
+    if (!m) throw new Error(`The Workload API definition has no ${method}`);
+    return m.responseSerialize as grpc.serialize<M>;
+  };
+  const h = ctx.handler;
+  return {
+    FetchX509SVID: serverStream(ctx, 'FetchX509SVID', ser('FetchX509SVID'), (sel) => x509Svids(h, sel)),
+    FetchX509Bundles: serverStream(ctx, 'FetchX509Bundles', ser('FetchX509Bundles'), (sel) => x509BundlesMessage(h.x509Bundles(sel))),
+    FetchJWTBundles: serverStream(ctx, 'FetchJWTBundles', ser('FetchJWTBundles'), (sel) => jwtBundlesMessage(h.jwtBundles(sel))),
+    FetchJWTSVID: unary(ctx, 'FetchJWTSVID', async (req: JWTSVIDRequestMessage, call) => {
+      checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
+      const audience = checkAudience(req.audience);
+      const spiffeId = checkOptionalSpiffeId(req.spiffe_id);
+      const selectors = await admit(ctx, call);
+      const svids = await h.fetchJwtSvids(selectors, audience, spiffeId);
+      if (svids.length === 0) throw noIdentity();
+      return jwtSvidMessage(svids);
+    }),
+    ValidateJWTSVID: unary(ctx, 'ValidateJWTSVID', async (req: ValidateJWTSVIDRequestMessage, call) => {
+      checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
+      const { audience, svid } = checkValidateRequest(req.audience, req.svid);
+      await admit(ctx, call);
+      const { spiffeId, claims } = await h.validateJwtSvid(svid, audience);
+      return { spiffe_id: spiffeId, claims: toStruct(claims) };
+    }),
+    FetchWITSVID: unimplemented('The WIT-SVID profile'),
+    FetchWITBundles: unimplemented('The WIT-SVID profile'),
+  };
+}

@@ -1,0 +1,145 @@
+/**
+ * Per-connection peer tracking for the Workload API sockets. When a Unix-socket connection is
+ * accepted, the kernel's record of the caller is read once: SO_PEERCRED (pid, uid, gid), a pidfd
+ * (SO_PEERPIDFD, else pidfd_open) and the process start time (field 22 of /proc/<pid>/stat).
+ * After attestation, verifySamePeer() proves the attested process is still the one that connected:
+ * the pidfd says it runs and its start time is unchanged, so a pid reused by another process
+ * gets nothing. The pidfd is closed when the connection closes (and no attestation holds it).
+ */
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { WritError } from '../../errors.js';
+import { closePidfd, peerCredOf, peerPidfdOf, pidfdAlive, pidfdOpen, type PeerCred } from '../../platform/index.js';
+import type { PeerProcess } from './handler.js';
+
+/** The one sentence a caller sees when its process cannot be confirmed (as SPIRE words it). */
+export const ATTESTATION_FAILED = 'workload attestation failed';
+
+/**
+ * The start time (field 22, clock ticks since boot) from the text of /proc/<pid>/stat. The comm
+ * field (2) is in parentheses and may itself hold spaces and ')', so fields are counted after the
+ * LAST ')'. Throws when the text does not have that shape.
+ */
+export function parseStartTime(stat: string): string {
+  const close = stat.lastIndexOf(')');
+  if (close < 0 || stat.indexOf('(') < 0 || stat.indexOf('(') > close) throw new Error('no (comm) field in /proc/<pid>/stat');
+  // After ") " come fields 3 (state), 4 (ppid), ...; field 22 is at index 22 - 3.
+  const rest = stat.slice(close + 1).trim().split(/\s+/);
+  const start = rest[22 - 3];
+  if (start === undefined || !/^\d+$/.test(start)) throw new Error('no numeric start time in /proc/<pid>/stat');
+  return start;
+}
+
+/** The start time of a running process, or undefined when it is gone (or /proc is unreadable). */
+export function readStartTime(pid: number, procRoot = '/proc'): string | undefined {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    return parseStartTime(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export interface TrackedPeerOptions {
+  /** Where start times are read from; tests inject one. Default: readStartTime (/proc). */
+  startTimeOf?: (pid: number) => string | undefined;
+}
+
+/** The kernel facts about one connection's caller, taken at accept. */
+export class TrackedPeer {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Start time recorded at accept; undefined when the process was already gone then. */
+  readonly startTime: string | undefined;
+  readonly #startTimeOf: (pid: number) => string | undefined;
+  #pidfd: number;
+  #closed = false;
+  #holds = 0;
+
+  constructor(cred: PeerCred, pidfd: number, startTime: string | undefined, opts: TrackedPeerOptions = {}) {
+    this.pid = cred.pid;
+    this.uid = cred.uid;
+    this.gid = cred.gid;
+    this.#pidfd = pidfd;
+    this.startTime = startTime;
+    this.#startTimeOf = opts.startTimeOf ?? ((pid) => readStartTime(pid));
+  }
+
+  /** The process as the WorkloadHandler sees it (pidfd -1 once the connection is closed). */
+  get process(): PeerProcess {
+    return { pid: this.pid, uid: this.uid, gid: this.gid, pidfd: this.#pidfd };
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Whether a pidfd is held (false where the kernel has none, or after close). */
+  get hasPidfd(): boolean {
+    return this.#pidfd >= 0;
+  }
+
+  /**
+   * Runs `fn` (an attestation) with the pidfd kept open even if the connection closes meanwhile,
+   * so the handler never sees a descriptor number that was closed and reused for another file.
+   */
+  async hold<T>(fn: (process: PeerProcess) => Promise<T>): Promise<T> {
+    if (this.#closed) throw this.#failure('the connection is closed');
+    this.#holds++;
+    try {
+      return await fn(this.process);
+    } finally {
+      this.#holds--;
+      if (this.#closed && this.#holds === 0) this.#release();
+    }
+  }
+
+  /**
+   * Throws ERR_WORKLOAD_ATTESTATION (Unavailable) unless the process that connected still runs
+   * under the same pid: its pidfd is alive and /proc/<pid>/stat shows the start time seen at accept.
+   */
+  verifySamePeer(): void {
+    if (this.#closed) throw this.#failure('the connection is closed');
+    if (this.startTime === undefined) throw this.#failure('the process was gone when it connected');
+    if (this.#pidfd >= 0 && !pidfdAlive(this.#pidfd)) throw this.#failure('the process has exited');
+    const now = this.#startTimeOf(this.pid);
+    if (now !== this.startTime) throw this.#failure(now === undefined ? 'the process has exited' : 'the pid now belongs to another process');
+  }
+
+  /** Marks the connection closed; the pidfd is closed now, or when the last hold() ends. */
+  close(): void {
+    this.#closed = true;
+    if (this.#holds === 0) this.#release();
+  }
+
+  #release(): void {
+    const fd = this.#pidfd;
+    this.#pidfd = -1;
+    if (fd >= 0) closePidfd(fd);
+  }
+
+  #failure(reason: string): WritError {
+    return new WritError('ERR_WORKLOAD_ATTESTATION', ATTESTATION_FAILED, { details: { pid: this.pid, reason } });
+  }
+}
+
+/**
+ * Reads the caller of a freshly accepted Unix-socket connection (throws ERR_PEERCRED when the
+ * kernel gives nothing) and closes the pidfd when the socket closes. Call it synchronously in the
+ * accept callback, before any byte is read. Without SO_PEERPIDFD, pidfd_open(pid) is the fallback;
+ * it cannot tell a pid reused before accept, which only SO_PEERPIDFD (Linux >= 6.5) rules out.
+ */
+export function trackPeer(socket: Socket, opts: TrackedPeerOptions = {}): TrackedPeer {
+  const cred = peerCredOf(socket);
+  let pidfd = peerPidfdOf(socket);
+  if (pidfd < 0) pidfd = pidfdOpen(cred.pid);
+  const startTimeOf = opts.startTimeOf ?? ((pid: number) => readStartTime(pid));
+  let startTime = pidfd < 0 || pidfdAlive(pidfd) ? startTimeOf(cred.pid) : undefined;
+  // Alive after the read: the pid was still this process's while /proc was read.
+  if (pidfd >= 0 && !pidfdAlive(pidfd)) startTime = undefined;
+  const peer = new TrackedPeer(cred, pidfd, startTime, opts);
+  if (socket.destroyed) peer.close();
+  else socket.once('close', () => peer.close());
+  return peer;
+}

@@ -1,0 +1,49 @@
+/**
+ * Workload attestors: turn the pid of a process calling the Workload API (from the kernel's peer
+ * credentials) into selectors. The agent runs every configured attestor on the pid, unions the
+ * selectors, and matches registration entries by selector subset; a failing attestor is logged and
+ * ignored unless all fail (as SPIRE does), so an attestor should fail only for real reasons.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Selector } from '../../datastore/index.js';
+import { WritError } from '../../errors.js';
+
+export interface WorkloadAttestor {
+  readonly name: string;
+  /** The selectors of process `pid`; their type is the attestor's name. ERR_WORKLOAD_ATTESTATION on failure. */
+  attest(pid: number): Promise<Selector[]>;
+  close?(): Promise<void> | void;
+}
+
+/** ERR_WORKLOAD_ATTESTATION for attestor `name`, one sentence. */
+export function workloadError(name: string, pid: number, sentence: string, cause?: unknown): WritError {
+  return new WritError('ERR_WORKLOAD_ATTESTATION', sentence, { details: { attestor: name, pid }, ...(cause === undefined ? {} : { cause }) });
+}
+
+/** Throws unless `pid` is a positive safe integer (a kernel pid). */
+export function checkPid(name: string, pid: number): void {
+  if (!Number.isSafeInteger(pid) || pid <= 0) throw workloadError(name, pid, `The ${name} attestor was given "${String(pid)}", which is not a process id.`);
+}
+
+function errnoOf(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+/** True when a /proc read failed because the process is gone (or never was). */
+export function isGone(e: unknown): boolean {
+  const code = errnoOf(e);
+  return code === 'ENOENT' || code === 'ESRCH';
+}
+
+/**
+ * Reads /proc/<pid>/<file> under `procRoot`; a vanished process is ERR_WORKLOAD_ATTESTATION
+ * "no longer exists", any other failure ERR_WORKLOAD_ATTESTATION naming the file and the errno.
+ */
+export async function readProcFile(name: string, procRoot: string, pid: number, file: string): Promise<string> {
+  try {
+    return await readFile(`${procRoot}/${pid}/${file}`, 'utf8');
+  } catch (e) {
+    if (isGone(e)) throw workloadError(name, pid, `Process ${pid} does not exist (it may have exited).`, e);
+    throw workloadError(name, pid, `The ${name} attestor can not read /proc/${pid}/${file} (${errnoOf(e) ?? 'error'}).`, e);
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The unix workload attestor: selectors from the kernel's view of a process. Reads
+ * /proc/<pid>/status for the uid, gid and supplementary groups, resolves names from /etc/passwd
+ * and /etc/group, and (with discover_workload_path) the real path of /proc/<pid>/exe and, up to
+ * workload_size_limit bytes, the SHA-256 of the executable (read through /proc/<pid>/exe, so it
+ * works across mount namespaces and hashes what actually runs).
+ *
+ * Which ids: /proc/<pid>/status lists real, effective, saved and filesystem ids; like SPIRE (its
+ * unix attestor takes index 1 of gopsutil's Uids()/Gids()), we use the EFFECTIVE uid and gid, the
+ * ids the kernel checks for the process's permissions. A setuid program is attested as the user it
+ * runs as, not as the user who started it.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { z } from 'zod';
+import type { Selector } from '../../datastore/index.js';
+import type { Logger } from '../../log.js';
+import { lookupGroupName, lookupUserName } from '../../platform/users.js';
+import { type PluginDeps, WORKLOAD_ATTESTOR, declarePlugin, keepValidSelectors } from '../contract.js';
+import { type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
+
+export const UNIX = 'unix';
+
+export interface ProcStatus {
+  /** Real, effective, saved, filesystem. */
+  uids: number[];
+  gids: number[];
+  /** Supplementary groups (the Groups: line), possibly empty. */
+  groups: number[];
+}
+
+function ids(line: string | undefined): number[] | undefined {
+  if (line === undefined) return undefined;
+  const fields = line.trim().split(/\s+/).filter((f) => f.length > 0);
+  if (!fields.every((f) => /^\d{1,10}$/.test(f))) return undefined;
+  return fields.map(Number);
+}
+
+/** Parses the Uid:, Gid: and Groups: lines of /proc/<pid>/status; undefined if Uid or Gid is missing or malformed. */
+export function parseProcStatus(text: string): ProcStatus | undefined {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const i = line.indexOf(':');
+    if (i > 0) fields.set(line.slice(0, i), line.slice(i + 1));
+  }
+  const uids = ids(fields.get('Uid'));
+  const gids = ids(fields.get('Gid'));
+  const groups = ids(fields.get('Groups') ?? '');
+  if (!uids || !gids || uids.length === 0 || gids.length === 0) return undefined;
+  return { uids, gids, groups: groups ?? [] };
+}
+
+/** The id SPIRE's unix attestor uses: the effective one when the line has more than one. */
+export function effectiveId(list: readonly number[]): number {
+  return (list.length > 1 ? list[1] : list[0]) ?? 0;
+}
+
+/** SHA-256 hex of `file`, or undefined when it is bigger than `limit` bytes (read at most limit + 1 bytes). */
+export async function hashFile(file: string, limit: number): Promise<string | undefined> {
+  if ((await stat(file)).size > limit) return undefined;
+  const hash = createHash('sha256');
+  let n = 0;
+  const stream = createReadStream(file, { end: limit });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      if (n > limit) return undefined; // grew since stat
+      hash.update(chunk);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return hash.digest('hex');
+}
+
+const config = z
+  .object({
+    discover_workload_path: z.boolean().default(false),
+    /** Bytes; 0 (the default) or negative: never hash. Unlike SPIRE, where 0 means "no limit". */
+    workload_size_limit: z.number().int().default(0),
+    /** Where procfs is mounted (SPIRE's HOST_PROC), for agents in a container with the host's /proc. */
+    proc_path: z.string().min(1).default('/proc'),
+  })
+  .strict();
+export type UnixConfig = z.infer<typeof config>;
+
+class UnixAttestor implements WorkloadAttestor {
+  readonly name = UNIX;
+
+  constructor(
+    private readonly cfg: UnixConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  async attest(pid: number): Promise<Selector[]> {
+    checkPid(UNIX, pid);
+    const status = parseProcStatus(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status'));
+    if (!status) throw workloadError(UNIX, pid, `The unix attestor can not parse /proc/${pid}/status.`);
+    const uid = effectiveId(status.uids);
+    const gid = effectiveId(status.gids);
+    const values: string[] = [`uid:${uid}`];
+    const user = lookupUserName(uid);
+    if (user !== undefined) values.push(`user:${user}`);
+    values.push(`gid:${gid}`);
+    const group = lookupGroupName(gid);
+    if (group !== undefined) values.push(`group:${group}`);
+    const groups = [...new Set(status.groups)];
+    for (const g of groups) values.push(`supplementary_gid:${g}`);
+    for (const g of groups) {
+      const n = lookupGroupName(g);
+      if (n !== undefined) values.push(`supplementary_group:${n}`);
+    }
+    if (this.cfg.discover_workload_path) values.push(...(await this.pathSelectors(pid)));
+    return keepValidSelectors(
+      values.map((value) => ({ type: UNIX, value })),
+      this.logger,
+    );
+  }
+
+  private async pathSelectors(pid: number): Promise<string[]> {
+    const exe = `${this.cfg.proc_path}/${pid}/exe`;
+    let path: string;
+    try {
+      path = await realpath(exe);
+    } catch (e) {
+      if (isGone(e)) throw workloadError(UNIX, pid, `Process ${pid} has no executable to inspect (it may have exited).`, e);
+      throw workloadError(UNIX, pid, `The unix attestor can not resolve /proc/${pid}/exe (the agent may lack permission).`, e);
+    }
+    const out = [`path:${path}`];
+    const limit = this.cfg.workload_size_limit;
+    if (limit <= 0) return out;
+    let digest: string | undefined;
+    try {
+      digest = await hashFile(exe, limit);
+    } catch (e) {
+      throw workloadError(UNIX, pid, `The unix attestor can not read the executable of process ${pid}.`, e);
+    }
+    if (digest === undefined) this.logger.warn({ pid, path, workload_size_limit: limit }, 'executable is larger than workload_size_limit; no sha256 selector');
+    else out.push(`sha256:${digest}`);
+    return out;
+  }
+}
+
+export const unixPlugin = declarePlugin({
+  type: WORKLOAD_ATTESTOR,
+  name: UNIX,
+  description: 'Selectors from the uid, gid, groups and (optionally) executable path and hash of the calling process.',
+  configSchema: config,
+  async create(cfg: UnixConfig, deps: PluginDeps): Promise<WorkloadAttestor> {
+    return new UnixAttestor(cfg, deps.logger);
+  },
+});
