@@ -63,7 +63,7 @@ export class WritAgent {
   #isReady = false;
   #everAttested = false;
   readonly ready: Promise<void> = new Promise((r) => (this.#resolveReady = r));
-  readonly endpoints: Array<{ close(): Promise<void>; socketPath: string }> = [];
+  readonly endpoints: Array<{ close(): Promise<void>; socketPath: string; stats(): { connections: number; streams?: number; watches?: number } }> = [];
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly cache: AgentCache;

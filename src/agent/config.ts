@@ -2,37 +2,16 @@
  * Agent configuration: YAML or JSON, validated once at start; a bad file stops the start with
  * ERR_CONFIG_* naming the field. Relative paths are resolved against the working directory.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WritError } from '../errors.js';
-import { parseDurationSeconds } from '../duration.js';
+import { checkedString, configError, durationField, readConfigFile } from '../configfile.js';
 import { parseSpiffeId, parseTrustDomain } from '../spiffeid/index.js';
 
 export const DEFAULT_AGENT_SOCKET = '/tmp/writ-agent/public/api.sock';
-const MAX_CONFIG_BYTES = 1024 * 1024;
 
-const duration = (field: string) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      return parseDurationSeconds(v, field);
-    } catch (e) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: e instanceof Error ? e.message : String(e) });
-      return z.NEVER;
-    }
-  });
-
-const checked = <T>(parse: (v: string) => T) =>
-  z.string().transform((v, ctx) => {
-    try {
-      parse(v);
-      return v;
-    } catch (e) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: e instanceof Error ? e.message : String(e) });
-      return z.NEVER;
-    }
-  });
+const duration = durationField;
+const checked = checkedString;
 
 const plugin = z.object({ name: z.string().min(1), config: z.record(z.unknown()).default({}) }).strict();
 
@@ -74,13 +53,7 @@ export interface AgentConfig {
 
 export function validateAgentConfig(raw: unknown, source = 'config'): AgentConfig {
   const parsed = schema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = issue?.path.length ? issue.path.join('.') : '(top level)';
-    let why = issue?.message ?? 'is invalid';
-    if (issue?.code === z.ZodIssueCode.unrecognized_keys) why = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "${field}": ${why.replace(/\.$/, '')}.`, { details: { field } });
-  }
+  if (!parsed.success) throw configError(parsed.error, source);
   const c = parsed.data;
   const td = parseTrustDomain(c.trust_domain).name;
   const serverId = c.server_spiffe_id ?? `spiffe://${td}/writ/server`;
@@ -109,23 +82,5 @@ export function validateAgentConfig(raw: unknown, source = 'config'): AgentConfi
 }
 
 export function loadAgentConfig(path: string): AgentConfig {
-  let text: string;
-  try {
-    const buf = readFileSync(path);
-    if (buf.length > MAX_CONFIG_BYTES) throw new WritError('ERR_CONFIG_READ', `Config file ${path} is larger than 1 MiB.`);
-    text = buf.toString('utf8');
-  } catch (e) {
-    if (e instanceof WritError) throw e;
-    throw new WritError('ERR_CONFIG_READ', `Cannot read config file ${path} (${(e as NodeJS.ErrnoException).code ?? 'unknown error'}).`);
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { uniqueKeys: true });
-  } catch (e) {
-    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} is not valid YAML or JSON: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
-  }
-  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
-    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} must hold a mapping of fields at the top level.`);
-  }
-  return validateAgentConfig(raw, path);
+  return validateAgentConfig(readConfigFile(path), path);
 }

@@ -2,26 +2,15 @@
  * Server configuration: YAML or JSON, validated once at start. A bad file stops the start with
  * ERR_CONFIG_* naming the field. Relative paths are resolved against the working directory.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { WritError } from '../errors.js';
-import { parseDurationSeconds } from '../duration.js';
+import { configError, durationField, readConfigFile } from '../configfile.js';
 import { parseTrustDomain } from '../spiffeid/index.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/writ-server/private/admin.sock';
-const MAX_CONFIG_BYTES = 1024 * 1024;
 
-const duration = (field: string) =>
-  z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      return parseDurationSeconds(v, field);
-    } catch (e) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: e instanceof Error ? e.message : String(e) });
-      return z.NEVER;
-    }
-  });
+const duration = durationField;
 
 const trustDomain = z.string().transform((v, ctx) => {
   try {
@@ -127,22 +116,11 @@ export interface ServerConfig {
   warnings: string[];
 }
 
-function fieldOf(path: (string | number)[]): string {
-  return path.length === 0 ? '(top level)' : path.join('.');
-}
 
 /** Validates an already-parsed config object. */
 export function validateServerConfig(raw: unknown, source = 'config'): ServerConfig {
   const parsed = schema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = fieldOf(issue?.path ?? []);
-    let why = issue?.message ?? 'is invalid';
-    if (issue?.code === z.ZodIssueCode.unrecognized_keys) why = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "${field}": ${why.replace(/\.$/, '')}.`, {
-      details: { field },
-    });
-  }
+  if (!parsed.success) throw configError(parsed.error, source);
   const c = parsed.data;
   const warnings: string[] = [];
   const maxSvid = Math.max(c.default_x509_svid_ttl, c.default_jwt_svid_ttl);
@@ -198,27 +176,5 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
 
 /** Reads, parses (YAML is a superset of JSON) and validates a config file. */
 export function loadServerConfig(path: string): ServerConfig {
-  let text: string;
-  try {
-    const buf = readFileSync(path);
-    if (buf.length > MAX_CONFIG_BYTES) {
-      throw new WritError('ERR_CONFIG_READ', `Config file ${path} is larger than 1 MiB.`);
-    }
-    text = buf.toString('utf8');
-  } catch (e) {
-    if (e instanceof WritError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'unknown error';
-    throw new WritError('ERR_CONFIG_READ', `Cannot read config file ${path} (${code}).`);
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { uniqueKeys: true });
-  } catch (e) {
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} is not valid YAML or JSON: ${msg}`);
-  }
-  if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
-    throw new WritError('ERR_CONFIG_PARSE', `Config file ${path} must hold a mapping of fields at the top level.`);
-  }
-  return validateServerConfig(raw, path);
+  return validateServerConfig(readConfigFile(path), path);
 }

@@ -10,18 +10,9 @@ import { join } from 'node:path';
 import { freePort } from '../helpers/openssl.js';
 import { makeCert, makeRoot, newKey } from '../svid/pki.js';
 import { type AgentHandle, type ServerHandle, startAgent, startServer } from '../helpers/writ-process.js';
+import { until } from '../helpers/wait.js';
 
 const ALIAS = 'spiffe://example.org/host/outage';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000, everyMs = 250): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 async function serialOf(agent: AgentHandle): Promise<string | undefined> {
   const r = await agent.api(['fetch', 'x509', '--output', 'json']);

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import type { AgentIdentity } from '../../src/agent/state.js';
 import { buildCsrDer, newWorkloadKey } from '../../src/ca/index.js';
 import { encodePem } from '../../src/bundle/index.js';
 import { silentLogger } from '../../src/log.js';
-import { joinTokenAgentPlugin } from '../../src/plugins/index.js';
+import { joinTokenAgentPlugin, x509PopAgentPlugin } from '../../src/plugins/index.js';
+import { makeCert, makeRoot, newKey } from '../svid/pki.js';
 import { systemClock } from '../../src/clock.js';
 import { validateServerConfig } from '../../src/server/config.js';
 import { WritServer } from '../../src/server/server.js';
@@ -171,5 +172,66 @@ describe('server/node API', function () {
     } finally {
       anon.close();
     }
+  });
+});
+
+describe('server/node API with x509pop', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let server: WritServer;
+  let anon: NodeClient;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'writ-nodeapi-pop-'));
+    const root = await makeRoot('nodes.example');
+    const leaf = await makeCert({ subject: 'CN=node-9', ca: false }, await newKey('P-256'), root);
+    writeFileSync(join(dir, 'ca.pem'), root.pem);
+    writeFileSync(join(dir, 'node.pem'), leaf.pem);
+    writeFileSync(join(dir, 'node.key'), encodePem('PRIVATE KEY', leaf.key.pkcs8), { mode: 0o600 });
+    const config = validateServerConfig({
+      trust_domain: TD,
+      data_dir: join(dir, 'data'),
+      admin: { socket_path: join(dir, 'admin.sock') },
+      health: { enabled: false },
+      node_api: { port: 0 },
+      ca: { key_manager: 'memory' },
+      node_attestors: [{ name: 'x509pop', config: { ca_bundle_path: join(dir, 'ca.pem') } }],
+    });
+    server = await WritServer.start(config, { logger: silentLogger });
+    const caPem = server.ctx.authority.x509Authorities().map((d) => encodePem('CERTIFICATE', d)).join('');
+    anon = new NodeClient({ host: '127.0.0.1', port: server.nodeApiAddress!.port, serverId: `spiffe://${TD}/writ/server` }, () => ({ caPem }));
+  });
+  after(async () => {
+    anon?.close();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const agentSide = () => x509PopAgentPlugin.create({ certificate_path: join(dir, 'node.pem'), private_key_path: join(dir, 'node.key') } as never, { logger: silentLogger, clock: systemClock, trustDomain: TD });
+  const csr = () => {
+    const k = newWorkloadKey();
+    return buildCsrDer(k.spki, k.privateKey).toString('base64');
+  };
+
+  it('sends a challenge, refuses a forged answer and a replayed session, and accepts the real one', async () => {
+    const plugin = await agentSide();
+    type Step = { session?: string; challenge?: unknown; spiffe_id?: string };
+    const first = await anon.post<Step>('/v1/node/attest', { attestor: 'x509pop', payload: await plugin.payload(), csr: csr() });
+    expect(first.session).to.be.a('string');
+    const forged = await anon.post('/v1/node/attest/respond', { session: first.session, response: { signature: Buffer.alloc(64, 7).toString('base64') } }).then(
+      () => 'accepted',
+      (e: { code?: string }) => e.code,
+    );
+    expect(forged).to.equal('ERR_NODE_ATTESTATION');
+    const replay = await anon.post('/v1/node/attest/respond', { session: first.session, response: await plugin.respond(first.challenge) }).then(
+      () => 'accepted',
+      (e: { code?: string }) => e.code,
+    );
+    expect(replay, 'a finished session takes no second answer').to.equal('ERR_NODE_ATTESTATION');
+    const again = await anon.post<Step>('/v1/node/attest', { attestor: 'x509pop', payload: await plugin.payload(), csr: csr() });
+    const done = await anon.post<Step>('/v1/node/attest/respond', { session: again.session, response: await plugin.respond(again.challenge) });
+    expect(done.spiffe_id).to.match(new RegExp(`^spiffe://${TD}/writ/agent/x509pop/[0-9a-f]{40}$`));
+    const rec = await server.ctx.datastore.getAgent(done.spiffe_id!);
+    expect(rec?.selectors).to.deep.include({ type: 'x509pop', value: 'subject:cn:node-9' });
   });
 });

@@ -5,40 +5,14 @@
  * Debian packages are missing.
  */
 import { expect } from 'chai';
-import { spawnSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { silentLogger } from '../../../src/log.js';
-import { workloadProtoPath } from '../../../src/workloadapi/proto.js';
+import { PYTHON, PYTHON_CLIENT as SCRIPT, generatePythonStubs as generate } from '../../helpers/python-grpc.js';
 import { startGrpcWorkloadEndpoint, type GrpcWorkloadEndpoint } from '../../../src/agent/workload/index.js';
 import { TestWorkloadHandler, pendingBecause, socketDir, within } from './helpers.js';
-
-const PYTHON = '/usr/bin/python3';
-const PROTOC = '/usr/bin/protoc';
-const PLUGIN = '/usr/bin/grpc_python_plugin';
-const INSTALL = 'apt-get install -y protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf';
-const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'python_client.py');
-
-const pyHas = (mod: string): boolean => existsSync(PYTHON) && spawnSync(PYTHON, ['-c', `import ${mod}`], { timeout: 20_000 }).status === 0;
-
-/** Generates workload_pb2.py and workload_pb2_grpc.py into `out`; a reason string when it cannot. */
-function generate(out: string): string | undefined {
-  if (!pyHas('grpc') || !pyHas('google.protobuf')) return `the Python grpc and protobuf modules are missing (${INSTALL})`;
-  const proto = workloadProtoPath();
-  const includes = ['-I', dirname(proto), '-I', '/usr/include'];
-  let r;
-  if (existsSync(PROTOC) && existsSync(PLUGIN)) {
-    r = spawnSync(PROTOC, [...includes, `--plugin=protoc-gen-grpc_python=${PLUGIN}`, `--python_out=${out}`, `--grpc_python_out=${out}`, proto], { encoding: 'utf8', timeout: 30_000 });
-  } else if (pyHas('grpc_tools.protoc')) {
-    r = spawnSync(PYTHON, ['-m', 'grpc_tools.protoc', ...includes, `--python_out=${out}`, `--grpc_python_out=${out}`, proto], { encoding: 'utf8', timeout: 30_000 });
-  } else {
-    return `${PROTOC} or ${PLUGIN} is missing (${INSTALL})`;
-  }
-  if (r.status !== 0) throw new Error(`protoc failed: ${r.stderr}`);
-  return undefined;
-}
 
 describe('agent/workload gRPC endpoint with a Python grpcio client', function () {
   this.timeout(60_000);
