@@ -123,14 +123,17 @@ export const uidSelector = (): Selector => ({ type: 'unix', value: `uid:${proces
 export interface ClientChild {
   /** The next JSON line the child prints. */
   next<T>(): Promise<T>;
+  /** Writes one line to the child's stdin. */
+  send(line: string): void;
   /** Asks the child to close its streams and exit; kills it if it does not within 5 s. */
   stop(): Promise<void>;
 }
 
-/** Spawns dist/scripts/bench-agent-client.js with `args` (JSON in argv). */
+/** Spawns dist/scripts/bench-agent-client.js with `args` (JSON in argv); BENCH_CLIENT_NODE_ARGS adds node flags (e.g. --cpu-prof). */
 export function spawnClient(args: Record<string, unknown>): ClientChild {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'bench-agent-client.js');
-  const child: ChildProcess = spawn(process.execPath, [script, JSON.stringify(args)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const nodeArgs = (process.env.BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, script, JSON.stringify(args)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines: string[] = [];
   const waiting: Array<{ resolve(l: string): void; reject(e: Error): void }> = [];
   let ended: Error | undefined;
@@ -152,6 +155,7 @@ export function spawnClient(args: Record<string, unknown>): ClientChild {
         else if (ended) reject(ended);
         else waiting.push({ resolve, reject });
       }).then((l) => JSON.parse(l) as T),
+    send: (line) => void child.stdin?.write(`${line}\n`),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.stdin?.end();

@@ -2,6 +2,7 @@
  * `npm run bench`: speed figures measured in one run on this machine, printed with their ratios.
  * Targets are checked here and reported, never asserted in timed tests (the machine is shared).
  */
+import { benchFetchLatency, benchIssuance, benchRotation, benchWatchMemory } from './bench-agent.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
 
@@ -27,11 +28,30 @@ async function main(): Promise<void> {
   rows.push({ name: `selector subset lookups/s at ${ds.entries} entries`, value: ds.subsetLookupsPerSec.toFixed(0) });
   rows.push({ name: `by-parent lookups/s at ${ds.entries} entries`, value: ds.parentLookupsPerSec.toFixed(0) });
 
+  const iss = await benchIssuance({ seconds });
+  rows.push({ name: 'server issuance SVIDs/s (CSR, authz, sign, record)', value: iss.issuedPerSec.toFixed(0) });
+  rows.push({ name: 'raw CSR verify (key import incl.) + sign /s', value: iss.rawVerifySignPerSec.toFixed(0) });
+  rows.push({ name: 'issuance / raw ratio', value: iss.ratio.toFixed(3), target: '>= 0.5', ok: iss.ratio >= 0.5 });
+  rows.push({ name: 'raw verify (key pre-parsed) + sign /s', value: iss.rawPreparsedPerSec.toFixed(0) });
+  rows.push({ name: 'issuance / raw ratio, keys pre-parsed', value: iss.ratioPreparsed.toFixed(3) });
+
+  const paced = await benchFetchLatency({ clients: 100, callsPerClient: 30, pauseMs: 100 });
+  rows.push({ name: 'FetchX509SVID first response p50 ms (100 clients, paced)', value: paced.p50Ms.toFixed(2) });
+  rows.push({ name: 'FetchX509SVID first response p99 ms (100 clients, paced)', value: paced.p99Ms.toFixed(2), target: '<= 5', ok: paced.p99Ms <= 5 });
+  const burst = await benchFetchLatency({ clients: 100, callsPerClient: 50 });
+  rows.push({ name: 'FetchX509SVID p50 / p99 ms (100 clients, back to back)', value: `${burst.p50Ms.toFixed(1)} / ${burst.p99Ms.toFixed(1)}` });
+  rows.push({ name: 'FetchX509SVID calls/s; agent CPU µs per call', value: `${burst.callsPerSec.toFixed(0)}; ${burst.agentCpuUsPerCall.toFixed(0)}` });
+
+  const mem = await benchWatchMemory({ streams: 1000 });
+  rows.push({ name: `memory of ${mem.streams} open watch streams (MB; bytes each)`, value: `${mem.totalMb.toFixed(2)}; ${mem.bytesPerStream.toFixed(0)}` });
+  const rot = await benchRotation({ svids: 10_000 });
+  rows.push({ name: `time to rotate ${rot.svids} SVIDs (s; SVIDs/s)`, value: `${rot.seconds.toFixed(2)}; ${rot.perSec.toFixed(0)}` });
+
   const width = Math.max(...rows.map((r) => r.name.length));
   console.log(`writ bench (node ${process.version}, ${seconds} s per CA figure, one thread)`);
   for (const r of rows) {
     const t = r.target ? `   target ${r.target}: ${r.ok ? 'met' : 'NOT MET'}` : '';
-    console.log(`  ${r.name.padEnd(width)}  ${r.value.padStart(10)}${t}`);
+    console.log(`  ${r.name.padEnd(width)}  ${r.value.padStart(14)}${t}`);
   }
   if (rows.some((r) => r.ok === false)) process.exitCode = 1;
 }

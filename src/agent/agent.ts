@@ -163,11 +163,12 @@ export class WritAgent {
       if (now >= id.notBefore + (id.notAfter - id.notBefore) / 2) this.#setIdentity(await renewAgent(this.client, id, log));
       let changed = false;
       if (now >= this.#nextSync) {
+        const revision = this.cache.revision;
         changed = await syncOnce(this.cache, this.client);
         this.#failures = 0;
         this.#nextSync = now + this.config.syncInterval * 1000;
         this.lastSyncAt = now;
-        this.#dirty = true;
+        if (this.cache.revision !== revision) this.#dirty = true;
       }
       const replaced = await signDue(this.cache, this.client, this.clock.nowMs(), this.random, log);
       if (changed || replaced > 0) {

@@ -3,10 +3,10 @@
  * many challenge–response rounds as the server asks for), and renewal of the agent SVID at half
  * its life over mTLS. The key is generated here and only its CSR leaves the process.
  */
-import { X509Certificate } from 'node:crypto';
 import { buildCsrDer, newWorkloadKey } from '../ca/index.js';
 import { encodePem } from '../bundle/index.js';
 import { WritError } from '../errors.js';
+import { readCertificateInfo } from '../svid/index.js';
 import type { Logger } from '../log.js';
 import type { AgentNodeAttestor } from '../plugins/nodeattestor/types.js';
 import type { NodeClient } from './nodeclient.js';
@@ -45,8 +45,9 @@ export function identityPem(id: AgentIdentity): { certPem: string; keyPem: strin
 /** The leaf's validity in milliseconds; ERR_SERVER_RESPONSE when the server sent no certificate. */
 export function leafValidity(chain: Buffer[]): { notBefore: number; notAfter: number } {
   try {
-    const leaf = new X509Certificate(chain[0]!);
-    return { notBefore: Date.parse(leaf.validFrom), notAfter: Date.parse(leaf.validTo) };
+    // writ's own DER reader: a tenth of the time of a full X509Certificate, for every SVID the agent gets.
+    const info = readCertificateInfo(chain[0]!);
+    return { notBefore: info.notBefore.getTime(), notAfter: info.notAfter.getTime() };
   } catch (cause) {
     throw new WritError('ERR_SERVER_RESPONSE', 'The server sent an SVID that is not a DER certificate.', { cause });
   }

@@ -34,16 +34,23 @@ export class AgentWorkloads implements WorkloadHandler {
     return this.cache.bundle !== undefined;
   }
 
+  /**
+   * All attestors in parallel. As SPIRE does, one that fails is logged and the others' selectors are
+   * used (fewer selectors can only match fewer entries); when every attestor fails, so does the call.
+   */
   async attest(peer: PeerProcess): Promise<Selector[]> {
     const results = await Promise.allSettled(this.attestors.map((a) => a.attest(peer.pid)));
     const out: Selector[] = [];
+    let ok = 0;
     for (const [i, r] of results.entries()) {
-      if (r.status === 'fulfilled') out.push(...r.value);
-      else {
-        this.logger.warn({ attestor: this.attestors[i]?.name, pid: peer.pid, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) }, 'workload attestation failed');
-        throw new WritError('ERR_WORKLOAD_ATTESTATION', 'workload attestation failed');
+      if (r.status === 'fulfilled') {
+        ok++;
+        out.push(...r.value);
+      } else {
+        this.logger.warn({ attestor: this.attestors[i]?.name, pid: peer.pid, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) }, 'a workload attestor failed');
       }
     }
+    if (ok === 0) throw new WritError('ERR_WORKLOAD_ATTESTATION', 'workload attestation failed');
     return out;
   }
 

@@ -5,7 +5,7 @@
  * taken from a CSR. @peculiar/x509 parses CSRs too but at a few thousand a second; the server checks
  * a CSR for every SVID it signs, so this walks the DER itself (cross-checked in tests).
  */
-import { type KeyObject, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { type KeyObject, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { WritError } from '../errors.js';
 import { NULL, bitString, oid, readChildren, readTlv, seq, tlv } from './asn1.js';
 import { LeafKey } from './leaf.js';
@@ -53,12 +53,11 @@ export function verifyCsrDer(der: Uint8Array): LeafKey {
   } catch (cause) {
     throw bad('is not a DER PKCS#10 certification request', cause);
   }
-  const key = LeafKey.from(spki);
+  const { key, publicKey: pub } = LeafKey.parse(spki);
   if (algHex === PSS_OID) throw bad('is signed with RSASSA-PSS, which is not accepted for CSRs; use PKCS#1 v1.5 or ECDSA');
   const algName = OID_BY_DER.get(algHex);
   const alg = algName ? CSR_ALGS[algName] : undefined;
   if (!alg) throw bad('is signed with an algorithm that is not accepted (ECDSA or RSA PKCS#1 v1.5 with SHA-2)');
-  const pub = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   if (!alg.keys.includes(pub.asymmetricKeyType ?? '')) throw bad('signature algorithm does not match its key type');
   let ok = false;
   try {

