@@ -138,6 +138,9 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
   if (c.default_x509_svid_ttl === 0 || c.default_jwt_svid_ttl === 0) {
     throw new WritError('ERR_CONFIG_INVALID', `${source}: default SVID TTLs must be greater than zero.`, { details: { field: 'default_x509_svid_ttl' } });
   }
+  if (c.agent_ttl !== undefined && (c.agent_ttl <= 0 || c.agent_ttl >= c.ca.ca_ttl)) {
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "agent_ttl": must be above zero and shorter than ca.ca_ttl.`, { details: { field: 'agent_ttl' } });
+  }
   const dataDir = resolve(c.data_dir);
   return {
     trustDomain: c.trust_domain,

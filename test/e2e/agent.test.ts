@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { hasOpenssl, openssl } from '../ca/helpers.js';
 import { opensslHandshake } from '../helpers/openssl.js';
 import { PYTHON, PYTHON_CLIENT, generatePythonStubs } from '../helpers/python-grpc.js';
 import { spawnSync } from 'node:child_process';
-import { type AgentHandle, type ServerHandle, startAgent, startServer } from '../helpers/writ-process.js';
+import { type AgentHandle, type ServerHandle, runWrit, startAgent, startServer } from '../helpers/writ-process.js';
 import { until } from '../helpers/wait.js';
 
 const ALIAS = 'spiffe://example.org/host/e2e';
@@ -104,7 +104,10 @@ describe('e2e: agent and Workload API', function () {
 
   it('hands out SVIDs that pass openssl strict verification and an mTLS handshake', async function () {
     needRoot(this);
-    if (!hasOpenssl()) this.skip();
+    if (!hasOpenssl()) {
+      process.stderr.write('      (pending: openssl is not installed; apt-get install openssl)\n');
+      this.skip();
+    }
     const d = dirFor(NOBODY);
     dirs.push(d);
     const r = await agent.api(['fetch', 'x509', '--write', join(d, 'out')], { uid: NOBODY, gid: NOBODY });
@@ -245,5 +248,26 @@ describe('e2e: agent and Workload API', function () {
     await agent.waitForLog((l) => l.event === 'agent.server_error' && l.code === 'ERR_AGENT_BANNED', 15_000);
     expect((await agent.api(['fetch', 'x509'])).code).to.equal(0);
     if (isRoot) expect((await agent.api(['fetch', 'x509'], { uid: NOBODY, gid: NOBODY })).code).to.equal(0);
+  });
+});
+
+describe('e2e: agent start with a bad config', function () {
+  this.timeout(60_000);
+  it('exits non-zero naming the field, and opens no socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-agent-badcfg-'));
+    try {
+      const cfg = join(dir, 'agent.json');
+      const sock = join(dir, 'api.sock');
+      writeFileSync(cfg, JSON.stringify({ trust_domain: 'example.org', socket_path: sock, node_attestor: { name: 'join_token', config: { token: 'x' } }, sync_interval: 'sometimes' }));
+      const r = await runWrit(['agent', 'run', '--config', cfg]);
+      expect(r.code).to.not.equal(0);
+      expect(r.stderr).to.match(/^ERR_CONFIG_INVALID: .*field "sync_interval"/m);
+      writeFileSync(cfg, JSON.stringify({ trust_domain: 'example.org', socket_path: sock, node_attestor: { name: 'aws_iid', config: {} } }));
+      const unknown = await runWrit(['agent', 'run', '--config', cfg]);
+      expect(unknown.stderr).to.match(/^ERR_PLUGIN_UNKNOWN: /m);
+      expect(existsSync(sock)).to.equal(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

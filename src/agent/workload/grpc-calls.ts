@@ -144,7 +144,7 @@ function unimplemented(what: string): grpc.handleServerStreamingCall<unknown, un
   return (call) => {
     try {
       checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
-      call.emit('error', statusOf(new WritError('ERR_UNIMPLEMENTED', `${what} is not implemented by writ.`)));
+      call.emit('error', statusOf(new WritError('ERR_UNIMPLEMENTED', `${what} belongs to the optional WIT-SVID profile, which writ does not serve.`)));
     } catch (e) {
       call.emit('error', statusOf(e as WritError));
     }
