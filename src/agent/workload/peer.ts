@@ -97,12 +97,17 @@ export class TrackedPeer {
 
   /**
    * Throws ERR_WORKLOAD_ATTESTATION (Unavailable) unless the process that connected still runs
-   * under the same pid: its pidfd is alive and /proc/<pid>/stat shows the start time seen at accept.
+   * under the same pid. With a pidfd, that it is alive proves it (a pidfd names one process, and
+   * its pid cannot be reused while it lives); without one, /proc/<pid>/stat must show the start
+   * time seen at accept.
    */
   verifySamePeer(): void {
     if (this.#closed) throw this.#failure('the connection is closed');
     if (this.startTime === undefined) throw this.#failure('the process was gone when it connected');
-    if (this.#pidfd >= 0 && !pidfdAlive(this.#pidfd)) throw this.#failure('the process has exited');
+    if (this.#pidfd >= 0) {
+      if (!pidfdAlive(this.#pidfd)) throw this.#failure('the process has exited');
+      return;
+    }
     const now = this.#startTimeOf(this.pid);
     if (now !== this.startTime) throw this.#failure(now === undefined ? 'the process has exited' : 'the pid now belongs to another process');
   }
