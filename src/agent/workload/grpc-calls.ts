@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
+import { UpdatePump } from './pump.js';
 import { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Selector } from '../../datastore/types.js';
@@ -76,9 +77,6 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
       // A digest of the last message sent, not its bytes: the encoder's small Buffers are views of
       // 8 KiB pool slabs, so keeping one pinned a whole slab per open stream.
       let last: Buffer | undefined;
-      let blocked = false;
-      let dirty = false;
-      let scheduled = false;
       let done = false;
       let unsubscribe: () => void = () => undefined;
       const finish = (e?: WritError) => {
@@ -90,45 +88,29 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
         else if (!call.cancelled) call.end();
       };
       const open: OpenStream = { end: finish };
-      const send = () => {
-        if (done) return;
-        dirty = false;
-        let msg: M;
-        let bytes: Buffer;
-        try {
-          msg = render(selectors);
-          bytes = serialize(msg);
-        } catch (e) {
-          finish(safeError(e, ctx.logger, name));
-          return;
-        }
-        const digest = createHash('sha256').update(bytes).digest();
-        if (last && digest.equals(last)) return;
-        last = digest;
-        if (!call.write(msg)) blocked = true;
-      };
-      const onChange = () => {
-        if (done) return;
-        if (blocked) {
-          dirty = true;
-          return;
-        }
-        if (scheduled) return;
-        scheduled = true;
-        // Coalesces bursts of notifications into one render.
-        setImmediate(() => {
-          scheduled = false;
-          send();
-        });
-      };
-      call.on('drain', () => {
-        blocked = false;
-        if (dirty) send();
-      });
+      const pump = new UpdatePump(
+        () => {
+          let msg: M;
+          let bytes: Buffer;
+          try {
+            msg = render(selectors);
+            bytes = serialize(msg);
+          } catch (e) {
+            finish(safeError(e, ctx.logger, name));
+            return;
+          }
+          const digest = createHash('sha256').update(bytes).digest();
+          if (last && digest.equals(last)) return;
+          last = digest;
+          if (!call.write(msg)) pump.blocked();
+        },
+        () => done,
+      );
+      call.on('drain', () => pump.drained());
       call.on('cancelled', () => finish());
-      unsubscribe = ctx.handler.subscribe(onChange);
+      unsubscribe = ctx.handler.subscribe(() => pump.changed());
       ctx.streams.add(open);
-      send();
+      pump.flush();
     }, fail);
   };
 }

@@ -5,6 +5,7 @@
  * with one `{"error":{code,message}}` line when the identity goes away or the endpoint closes.
  */
 import type { Response } from 'express';
+import { UpdatePump } from './pump.js';
 import type { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Selector } from '../../datastore/types.js';
@@ -39,13 +40,10 @@ export function startWatch(opts: {
   const { res, handler, selectors, logger, watches } = opts;
   let last = render(handler, selectors);
   let done = false;
-  let blocked = false;
-  let dirty = false;
-  let scheduled = false;
   let unsubscribe: () => void = () => undefined;
   // Runs first after heartbeatMs, by when everything below is set up.
   const heartbeat = setInterval(() => {
-    if (!blocked) write('{"heartbeat":true}\n');
+    if (!pump.isBlocked) write('{"heartbeat":true}\n');
   }, opts.heartbeatMs);
   heartbeat.unref();
 
@@ -62,48 +60,33 @@ export function startWatch(opts: {
   };
   const open: OpenWatch = { end: finish };
   const write = (line: string) => {
-    if (!res.write(line)) blocked = true;
+    if (!res.write(line)) pump.blocked();
   };
-  const send = () => {
-    if (done) return;
-    dirty = false;
-    let line: string;
-    try {
-      line = render(handler, selectors);
-    } catch (e) {
-      finish(safeError(e, logger, 'x509/watch'));
-      return;
-    }
-    if (line === last) return;
-    last = line;
-    write(`${line}\n`);
-  };
-  const onChange = () => {
-    if (done) return;
-    if (blocked) {
-      dirty = true;
-      return;
-    }
-    if (scheduled) return;
-    scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      send();
-    });
-  };
+  const pump = new UpdatePump(
+    () => {
+      let line: string;
+      try {
+        line = render(handler, selectors);
+      } catch (e) {
+        finish(safeError(e, logger, 'x509/watch'));
+        return;
+      }
+      if (line === last) return;
+      last = line;
+      write(`${line}\n`);
+    },
+    () => done,
+  );
 
   res.status(200);
   res.setHeader('content-type', 'application/x-ndjson; charset=utf-8');
   res.setHeader('x-content-type-options', 'nosniff');
   res.flushHeaders();
-  res.on('drain', () => {
-    blocked = false;
-    if (dirty) send();
-  });
+  res.on('drain', () => pump.drained());
   res.on('close', () => finish());
-  unsubscribe = handler.subscribe(onChange);
+  unsubscribe = handler.subscribe(() => pump.changed());
   watches.add(open);
   write(`${last}\n`);
   // A change between the first render and subscribe() would otherwise be missed.
-  onChange();
+  pump.changed();
 }
