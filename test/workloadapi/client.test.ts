@@ -9,8 +9,9 @@ import { parseAndValidateJwtSvid, verifyX509Svid } from '../../src/svid/index.js
 import { parseTrustDomain } from '../../src/spiffeid/index.js';
 import { WorkloadApiClient } from '../../src/workloadapi/index.js';
 import { workloadClientConstructor } from '../../src/workloadapi/proto.js';
-import { type CaFixture, caFixture } from '../ca/helpers.js';
-import { FAST_BACKOFF, ID, ID2, NO_IDENTITY, TestWorkloadApi, bundleDer, mintSvidMessage, rejection, serveDefaults, serveX509 as serve } from './helpers.js';
+import type { CaFixture } from '../ca/helpers.js';
+import { type ClientFixture, useClientFixture } from './fixture.js';
+import { FAST_BACKOFF, ID, ID2, NO_IDENTITY, TestWorkloadApi, bundleDer, mintSvidMessage, rejection } from './helpers.js';
 
 const example = parseTrustDomain('example.org');
 const partnerTd = parseTrustDomain('partner.org');
@@ -21,32 +22,9 @@ describe('workloadapi: WorkloadApiClient', () => {
   let api: TestWorkloadApi;
   let crl: Buffer;
   let serial: string;
-  const clients: WorkloadApiClient[] = [];
-  const client = (opts: { address?: string; timeoutMs?: number } = {}): WorkloadApiClient => {
-    const c = new WorkloadApiClient({ address: api.address, timeoutMs: 5000, backoff: FAST_BACKOFF, ...opts });
-    clients.push(c);
-    return c;
-  };
-  const serveX509 = (ids?: Array<[string, string?]>): Promise<string[]> => serve(api, fx.authority, partner.authority, crl, ids);
-
-  before(async () => {
-    fx = await caFixture({ start: Date.now() });
-    partner = await caFixture({ start: Date.now(), config: { trustDomain: 'partner.org' } });
-    crl = (await fx.authority.crls([]))[0]!.der;
-  });
-  after(async () => {
-    await fx?.cleanup();
-    await partner?.cleanup();
-  });
-  beforeEach(async () => {
-    api = await new TestWorkloadApi().start();
-    [serial] = (await serveX509()) as [string];
-    serveDefaults(api, fx.authority, partner.authority, crl);
-  });
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    api.cleanup();
-  });
+  let client: ClientFixture['client'];
+  let serveX509: ClientFixture['serveX509'];
+  useClientFixture((f) => ({ fx, partner, api, crl, serial, client, serveX509 } = f));
 
   describe('fetch', () => {
     it('sends the security header on every call', async () => {
@@ -170,9 +148,11 @@ describe('workloadapi: WorkloadApiClient', () => {
 
     it('reads SPIFFE_ENDPOINT_SOCKET when no address is given, and refuses calls once closed', async () => {
       const c = new WorkloadApiClient({ env: { SPIFFE_ENDPOINT_SOCKET: api.address }, backoff: FAST_BACKOFF });
-      clients.push(c);
-      expect((await c.fetchX509Svid()).id.toString()).to.equal(ID);
-      c.close();
+      try {
+        expect((await c.fetchX509Svid()).id.toString()).to.equal(ID);
+      } finally {
+        c.close();
+      }
       expect((await rejection(c.fetchX509Context())).message).to.match(/is closed\.$/);
       expect((await rejection(c.fetchJwtSvid({ audience: 'x' }))).code).to.equal('ERR_WORKLOADAPI_UNAVAILABLE');
       expect(() => c.watchJwtBundles(() => {})).to.throw(/is closed/);

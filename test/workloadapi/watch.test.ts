@@ -8,41 +8,17 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type WritError } from '../../src/errors.js';
 import { LinearBackoff, WorkloadApiClient, type X509Context } from '../../src/workloadapi/index.js';
-import { type CaFixture, caFixture } from '../ca/helpers.js';
-import { FAST_BACKOFF, NO_IDENTITY, TestWorkloadApi, jwksOf, serveDefaults, serveX509 as serve, waitFor } from './helpers.js';
+import type { CaFixture } from '../ca/helpers.js';
+import { type ClientFixture, useClientFixture } from './fixture.js';
+import { NO_IDENTITY, TestWorkloadApi, jwksOf, waitFor } from './helpers.js';
 
 describe('workloadapi: WorkloadApiClient watchers', () => {
   let fx: CaFixture;
-  let partner: CaFixture;
   let api: TestWorkloadApi;
-  let crl: Buffer;
   let serial: string;
-  const clients: WorkloadApiClient[] = [];
-  const client = (): WorkloadApiClient => {
-    const c = new WorkloadApiClient({ address: api.address, timeoutMs: 5000, backoff: FAST_BACKOFF });
-    clients.push(c);
-    return c;
-  };
-  const serveX509 = (): Promise<string[]> => serve(api, fx.authority, partner.authority, crl);
-
-  before(async () => {
-    fx = await caFixture({ start: Date.now() });
-    partner = await caFixture({ start: Date.now(), config: { trustDomain: 'partner.org' } });
-    crl = (await fx.authority.crls([]))[0]!.der;
-  });
-  after(async () => {
-    await fx?.cleanup();
-    await partner?.cleanup();
-  });
-  beforeEach(async () => {
-    api = await new TestWorkloadApi().start();
-    [serial] = (await serveX509()) as [string];
-    serveDefaults(api, fx.authority, partner.authority, crl);
-  });
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    api.cleanup();
-  });
+  let client: ClientFixture['client'];
+  let serveX509: ClientFixture['serveX509'];
+  useClientFixture((f) => ({ fx, api, serial, client, serveX509 } = f));
 
   describe('watch', () => {
     function watchX509(c: WorkloadApiClient): { updates: X509Context[]; errors: WritError[]; watcher: ReturnType<WorkloadApiClient['watchX509Context']> } {

@@ -102,7 +102,8 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
           const digest = createHash('sha256').update(bytes).digest();
           if (last && digest.equals(last)) return;
           last = digest;
-          if (!call.write(msg)) pump.blocked();
+          // Already encoded: the definition from serverDefinition() passes Buffers through as they are.
+          if (!call.write(bytes as unknown as M)) pump.blocked();
         },
         () => done,
       );
@@ -133,7 +134,21 @@ function unimplemented(what: string): grpc.handleServerStreamingCall<unknown, un
   };
 }
 
-/** The implementation object for server.addService(workloadServiceDefinition(), …). */
+/**
+ * The Workload API definition for the server: like the loaded one, but a response that is already
+ * a Buffer is written as it is, so streams encode each message once (to compare it with the last
+ * one sent) rather than twice.
+ */
+export function serverDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  return Object.fromEntries(
+    Object.entries(def).map(([name, m]) => {
+      const encode = m.responseSerialize as grpc.serialize<unknown>;
+      return [name, { ...m, responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : encode(v)) }];
+    }),
+  ) as grpc.ServiceDefinition;
+}
+
+/** The implementation object for server.addService(serverDefinition(workloadServiceDefinition()), …). */
 export function workloadServiceImplementation(ctx: CallContext, def: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {
   const ser = <M>(method: string): grpc.serialize<M> => {
     const m = def[method];

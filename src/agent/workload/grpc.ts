@@ -13,7 +13,7 @@ import { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { workloadServiceDefinition } from '../../workloadapi/proto.js';
 import type { WorkloadHandler } from './handler.js';
-import { workloadServiceImplementation, type CallContext, type OpenStream } from './grpc-calls.js';
+import { serverDefinition, workloadServiceImplementation, type CallContext, type OpenStream } from './grpc-calls.js';
 import { trackPeer, type TrackedPeer } from './peer.js';
 import { closeServer, DEFAULT_SOCKET_MODE, listenUnix } from './socket.js';
 
@@ -64,7 +64,7 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.enable_channelz': 0,
   });
-  const def = workloadServiceDefinition();
+  const def = serverDefinition(workloadServiceDefinition());
   server.addService(def, workloadServiceImplementation(ctx, def));
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 
