@@ -120,7 +120,7 @@ export class WritAgent {
         if (!config.trustBundlePath) throw new WritError('ERR_CONFIG_INVALID', 'trust_bundle_path is required until the agent has synced a bundle once.', { details: { field: 'trust_bundle_path' } });
         agent.#bootstrapCa = readBootstrapBundle(config.trustBundlePath, config.trustDomain);
       }
-      const grpcEndpoint = await startGrpcWorkloadEndpoint({ socketPath: config.socketPath, handler: agent.workloads, logger: logger.child({ component: 'workload-api' }) });
+      const grpcEndpoint = await startGrpcWorkloadEndpoint({ socketPath: config.socketPath, handler: agent.workloads, logger: logger.child({ component: 'workload-api' }), clock: agent.clock });
       agent.endpoints.push(grpcEndpoint);
       agent.endpoints.push(await startHttpWorkloadEndpoint({ socketPath: config.httpSocketPath, handler: agent.workloads, logger: logger.child({ component: 'workload-http' }) }));
       if (agent.#identity) {

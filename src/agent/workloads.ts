@@ -80,7 +80,7 @@ export class AgentWorkloads implements WorkloadHandler {
       // Hints are unique within a response: the oldest entry's SVID wins.
       if (entry.hint !== '' && hints.has(entry.hint)) continue;
       if (entry.hint !== '') hints.add(entry.hint);
-      svids.push({ spiffeId: entry.spiffeId, certificates: svid!.chain, privateKey: svid!.key, bundle: own, hint: entry.hint });
+      svids.push({ spiffeId: entry.spiffeId, certificates: svid!.chain, privateKey: svid!.key, bundle: own, hint: entry.hint, notAfter: svid!.notAfter });
       for (const td of entry.federatesWith) federates.add(td);
     }
     return { svids, crls: svids.length ? this.cache.crls : [], federatedBundles: svids.length ? this.#federatedFor(federates) : new Map() };

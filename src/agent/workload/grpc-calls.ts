@@ -6,12 +6,12 @@
  * it drains. Errors leave as the WritError's gRPC status and one sentence, never internals.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { UpdatePump } from './pump.js';
+import type { EncodedMessage, MessageMemo, Rendered } from './memo.js';
 import { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Selector } from '../../datastore/types.js';
-import { ERROR_CODE_TRAILER, SECURITY_HEADER, toStruct, type JWTSVIDRequestMessage, type ValidateJWTSVIDRequestMessage, type X509SVIDResponseMessage } from '../../workloadapi/proto.js';
+import { ERROR_CODE_TRAILER, SECURITY_HEADER, toStruct, type JWTSVIDRequestMessage, type ValidateJWTSVIDRequestMessage, type X509SVIDResponseMessage, type X509BundlesResponseMessage, type JWTBundlesResponseMessage } from '../../workloadapi/proto.js';
 import { attestCaller, checkAudience, checkOptionalSpiffeId, checkSecurityHeader, checkValidateRequest, noIdentity, safeError } from './caller.js';
 import type { WorkloadHandler } from './handler.js';
 import type { TrackedPeer } from './peer.js';
@@ -30,6 +30,8 @@ export interface CallContext {
   streams: Set<OpenStream>;
   /** Set once close() has begun: a stream admitted after that ends at once with this error. */
   closing(): WritError | undefined;
+  /** Stream messages already encoded for a selector set, shared by callers with the same selectors. */
+  memo: MessageMemo;
 }
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
@@ -60,7 +62,7 @@ function unary<Req, Res>(ctx: CallContext, name: string, run: (req: Req, call: C
   };
 }
 
-function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.serialize<M>, render: (selectors: readonly Selector[]) => M): grpc.handleServerStreamingCall<unknown, M> {
+function serverStream<M>(ctx: CallContext, name: string, render: (selectors: readonly Selector[]) => EncodedMessage): grpc.handleServerStreamingCall<unknown, M> {
   return (call) => {
     const fail = (e: unknown) => {
       const err = safeError(e, ctx.logger, name);
@@ -90,20 +92,17 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
       const open: OpenStream = { end: finish };
       const pump = new UpdatePump(
         () => {
-          let msg: M;
-          let bytes: Buffer;
+          let msg: EncodedMessage;
           try {
             msg = render(selectors);
-            bytes = serialize(msg);
           } catch (e) {
             finish(safeError(e, ctx.logger, name));
             return;
           }
-          const digest = createHash('sha256').update(bytes).digest();
-          if (last && digest.equals(last)) return;
-          last = digest;
+          if (last && msg.digest.equals(last)) return;
+          last = msg.digest;
           // Already encoded: the definition from serverDefinition() passes Buffers through as they are.
-          if (!call.write(bytes as unknown as M)) pump.blocked();
+          if (!call.write(msg.bytes as unknown as M)) pump.blocked();
         },
         () => done,
       );
@@ -116,12 +115,16 @@ function serverStream<M>(ctx: CallContext, name: string, serialize: grpc.seriali
   };
 }
 
-/** Identity-bearing X.509 state; no SVID means PermissionDenied (at start and mid-stream). */
-function x509Svids(handler: WorkloadHandler, selectors: readonly Selector[]): X509SVIDResponseMessage {
+/** Identity-bearing X.509 state; no SVID means PermissionDenied (at start and mid-stream). Stale once its first SVID expires. */
+function x509Svids(handler: WorkloadHandler, selectors: readonly Selector[], encode: grpc.serialize<X509SVIDResponseMessage>): Rendered {
   const state = handler.x509State(selectors);
   if (state.svids.length === 0) throw noIdentity();
-  return x509SvidMessage(state);
+  let validUntil = Infinity;
+  for (const s of state.svids) validUntil = Math.min(validUntil, s.notAfter ?? -Infinity);
+  return { bytes: encode(x509SvidMessage(state)), validUntil };
 }
+
+const forever = (bytes: Buffer): Rendered => ({ bytes, validUntil: Infinity });
 
 function unimplemented(what: string): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
@@ -156,10 +159,13 @@ export function workloadServiceImplementation(ctx: CallContext, def: grpc.Servic
     return m.responseSerialize as grpc.serialize<M>;
   };
   const h = ctx.handler;
+  const x509Ser = ser<X509SVIDResponseMessage>('FetchX509SVID');
+  const bundlesSer = ser<X509BundlesResponseMessage>('FetchX509Bundles');
+  const jwtBundlesSer = ser<JWTBundlesResponseMessage>('FetchJWTBundles');
   return {
-    FetchX509SVID: serverStream(ctx, 'FetchX509SVID', ser('FetchX509SVID'), (sel) => x509Svids(h, sel)),
-    FetchX509Bundles: serverStream(ctx, 'FetchX509Bundles', ser('FetchX509Bundles'), (sel) => x509BundlesMessage(h.x509Bundles(sel))),
-    FetchJWTBundles: serverStream(ctx, 'FetchJWTBundles', ser('FetchJWTBundles'), (sel) => jwtBundlesMessage(h.jwtBundles(sel))),
+    FetchX509SVID: serverStream(ctx, 'FetchX509SVID', (sel) => ctx.memo.get('x509', sel, () => x509Svids(h, sel, x509Ser))),
+    FetchX509Bundles: serverStream(ctx, 'FetchX509Bundles', (sel) => ctx.memo.get('x509-bundles', sel, () => forever(bundlesSer(x509BundlesMessage(h.x509Bundles(sel)))))),
+    FetchJWTBundles: serverStream(ctx, 'FetchJWTBundles', (sel) => ctx.memo.get('jwt-bundles', sel, () => forever(jwtBundlesSer(jwtBundlesMessage(h.jwtBundles(sel)))))),
     FetchJWTSVID: unary(ctx, 'FetchJWTSVID', async (req: JWTSVIDRequestMessage, call) => {
       checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
       const audience = checkAudience(req.audience);

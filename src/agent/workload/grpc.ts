@@ -9,11 +9,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
+import { systemClock, type Clock } from '../../clock.js';
 import { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { workloadServiceDefinition } from '../../workloadapi/proto.js';
 import type { WorkloadHandler } from './handler.js';
 import { serverDefinition, workloadServiceImplementation, type CallContext, type OpenStream } from './grpc-calls.js';
+import { MessageMemo } from './memo.js';
 import { trackPeer, type TrackedPeer } from './peer.js';
 import { closeServer, DEFAULT_SOCKET_MODE, listenUnix } from './socket.js';
 
@@ -34,6 +36,8 @@ export interface GrpcWorkloadEndpointOptions {
   maxStreamsPerConnection?: number;
   /** Server keepalive ping interval; default 5 minutes (the kernel reports closed Unix sockets anyway). */
   keepaliveTimeMs?: number;
+  /** The handler's clock, for when a rendered message holding an SVID goes stale; default the system clock. */
+  clock?: Clock;
 }
 
 export interface GrpcWorkloadEndpoint {
@@ -55,7 +59,8 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
   const sockets = new Set<Socket>();
   const streams = new Set<OpenStream>();
   let shutdown: WritError | undefined;
-  const ctx: CallContext = { handler: opts.handler, logger, peerOf: (label) => peers.get(label), streams, closing: () => shutdown };
+  const memo = new MessageMemo(opts.handler, opts.clock ?? systemClock);
+  const ctx: CallContext = { handler: opts.handler, logger, peerOf: (label) => peers.get(label), streams, closing: () => shutdown, memo };
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
@@ -126,6 +131,7 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
     });
     for (const s of sockets) s.destroy();
     for (const p of peers.values()) p.close();
+    memo.close();
     await stopped;
     file.remove();
     logger.info({ socket: opts.socketPath }, 'Workload API (gRPC) closed');

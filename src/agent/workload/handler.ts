@@ -28,6 +28,8 @@ export interface X509SvidState {
   /** DER CA certificates of the SVID's own trust domain bundle. */
   bundle: Buffer[];
   hint: string;
+  /** Epoch ms of the leaf's notAfter; a rendered message holding it is not reused past it (absent: never reused). */
+  notAfter?: number;
 }
 
 /** The full X.509 state for one caller (FetchX509SVID sends all of it in every message). */

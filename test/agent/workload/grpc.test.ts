@@ -23,6 +23,7 @@ describe('agent/workload gRPC endpoint', function () {
   let dir: ReturnType<typeof socketDir>;
   let ep: GrpcWorkloadEndpoint;
   let client: TestClient;
+  let idleSubscribers = 0;
   const streams: Array<StreamReader<unknown>> = [];
   const open = <T>(name: string, md?: grpc.Metadata): StreamReader<T> => {
     const s = client.stream<T>(name, md);
@@ -35,6 +36,8 @@ describe('agent/workload gRPC endpoint', function () {
     handler = await TestWorkloadHandler.create();
     dir = socketDir('writ-wl-grpc-');
     ep = await startGrpcWorkloadEndpoint({ socketPath: dir.path('api.sock'), handler, logger: silentLogger });
+    // The endpoint's message memo holds one subscription of its own; streams add theirs.
+    idleSubscribers = handler.subscribers;
   });
   after(async () => {
     await ep?.close();
@@ -78,7 +81,7 @@ describe('agent/workload gRPC endpoint', function () {
   it('pushes a change to an open stream (new serial) and never re-sends an identical state', async () => {
     const s = open<X509SVIDResponseMessage>('FetchX509SVID');
     const first = serialOf(await s.next());
-    await waitFor(() => handler.subscribers > 0, 2000, 'the stream to subscribe');
+    await waitFor(() => handler.subscribers > idleSubscribers, 2000, 'the stream to subscribe');
     handler.notify();
     handler.notify();
     await s.none(400);
@@ -92,7 +95,7 @@ describe('agent/workload gRPC endpoint', function () {
   it('adds a newly granted identity to an open stream', async () => {
     const s = open<X509SVIDResponseMessage>('FetchX509SVID');
     expect((await s.next()).svids.map((v) => v.spiffe_id)).to.deep.equal([ME]);
-    await waitFor(() => handler.subscribers > 0, 2000, 'the stream to subscribe');
+    await waitFor(() => handler.subscribers > idleSubscribers, 2000, 'the stream to subscribe');
     await handler.grant(`unix:gid:${process.getgid!()}`, 'spiffe://example.org/group');
     handler.notify();
     expect((await s.next()).svids.map((v) => v.spiffe_id)).to.deep.equal([ME, 'spiffe://example.org/group']);
@@ -109,12 +112,12 @@ describe('agent/workload gRPC endpoint', function () {
     await handler.grant(`unix:uid:${uid}`, ME);
     const s = open<X509SVIDResponseMessage>('FetchX509SVID');
     await s.next();
-    await waitFor(() => handler.subscribers > 0, 2000, 'the stream to subscribe');
+    await waitFor(() => handler.subscribers > idleSubscribers, 2000, 'the stream to subscribe');
     handler.revoke(`unix:uid:${uid}`);
     handler.notify();
     const end = await s.status();
     expect([end.code, end.details]).to.deep.equal([S.PERMISSION_DENIED, 'no identity issued']);
-    await waitFor(() => handler.subscribers === 0 && ep.stats().streams === 0, 2000, 'the stream to unsubscribe');
+    await waitFor(() => handler.subscribers === idleSubscribers && ep.stats().streams === 0, 2000, 'the stream to unsubscribe');
   });
 
   it('FetchX509Bundles: own and federated bundles keyed by trust domain SPIFFE ID, identical states suppressed', async () => {
@@ -124,7 +127,7 @@ describe('agent/workload gRPC endpoint', function () {
     const root = new X509Certificate(splitDer(m.bundles['spiffe://example.org']!)[0]!);
     expect(root.ca).to.equal(true);
     expect(m.crl).to.have.length.at.least(1);
-    await waitFor(() => handler.subscribers > 0, 2000, 'the stream to subscribe');
+    await waitFor(() => handler.subscribers > idleSubscribers, 2000, 'the stream to subscribe');
     handler.notify();
     await s.none(300);
   });
