@@ -3,8 +3,10 @@
  * Targets are checked here and reported, never asserted in timed tests (the machine is shared).
  */
 import { benchFetchLatency, benchIssuance, benchRotation, benchWatchMemory } from './bench-agent.js';
+import { benchAudit } from './bench-audit.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
+import { benchTls } from './bench-tls.js';
 
 interface Row {
   name: string;
@@ -23,6 +25,12 @@ async function main(): Promise<void> {
   rows.push({ name: 'crypto.sign P-256 signatures/s', value: mint.signPerSec.toFixed(0) });
   rows.push({ name: 'leaf X509-SVIDs minted/s', value: mint.mintPerSec.toFixed(0) });
   rows.push({ name: 'mint / sign ratio', value: mint.ratio.toFixed(3), target: '>= 0.4', ok: mint.ratio >= 0.4 });
+
+  const mtls = await benchTls({ seconds: Math.max(3, seconds) });
+  rows.push({ name: 'mTLS handshakes per CPU-s, library server + client', value: mtls.libraryPerSec.toFixed(0) });
+  rows.push({ name: 'mTLS handshakes per CPU-s, plain node:tls by hand', value: mtls.plainPerSec.toFixed(0) });
+  rows.push({ name: 'library / plain handshake ratio', value: mtls.ratio.toFixed(3), target: '>= 0.9', ok: mtls.ratio >= 0.9 });
+  rows.push({ name: 'peer verifications/s, 2-cert chain (uncached; cached)', value: `${mtls.verifyPerSec.toFixed(0)}; ${mtls.verifyCachedPerSec.toFixed(0)}` });
 
   const entries = Number(process.env.BENCH_ENTRIES ?? '100000');
   const ds = await benchDatastore({ entries, seconds: Math.max(1, seconds / 2) });
@@ -48,6 +56,12 @@ async function main(): Promise<void> {
   rows.push({ name: `memory of ${mem.streams} open watch streams (MB; bytes each)`, value: `${mem.totalMb.toFixed(2)}; ${mem.bytesPerStream.toFixed(0)}` });
   const rot = await benchRotation({ svids: 10_000 });
   rows.push({ name: `time to rotate ${rot.svids} SVIDs (s; SVIDs/s)`, value: `${rot.seconds.toFixed(2)}; ${rot.perSec.toFixed(0)}` });
+
+  const audit = await benchAudit({ seconds: Math.max(1, seconds / 2) });
+  rows.push({ name: 'audit appends/s, chained + fdatasync, awaited one by one', value: audit.sequentialAppendsPerSec.toFixed(0) });
+  rows.push({ name: 'audit appends/s, 64 in flight (group commit; records per sync)', value: `${audit.concurrentAppendsPerSec.toFixed(0)}; ${audit.recordsPerCommit.toFixed(1)}` });
+  rows.push({ name: `audit verify records/s (${audit.verifiedRecords} records)`, value: audit.verifyRecordsPerSec.toFixed(0) });
+  rows.push({ name: 'Cedar authorize calls/s (3 policies; with a delegation record)', value: `${audit.authorizePerSec.toFixed(0)}; ${audit.authorizeWithDelegationPerSec.toFixed(0)}` });
 
   const width = Math.max(...rows.map((r) => r.name.length));
   console.log(`writ bench (node ${process.version}, ${seconds} s per CA figure, one thread)`);

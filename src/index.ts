@@ -7,3 +7,7 @@ export * from './spiffeid/index.js';
 export * from './bundle/index.js';
 export * from './svid/index.js';
 export * from './workloadapi/index.js';
+export * from './tls/index.js';
+export * from './policy/index.js';
+// The audit engine uses node:fs and node:crypto only: services keep their own decision logs with it.
+export * from './audit/index.js';

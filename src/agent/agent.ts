@@ -2,7 +2,8 @@
  * `writ agent`: the composition root on each host. It loads its plugins, restores its state,
  * attests to the server (or resumes with the identity on disk), keeps the cache current with a
  * sync every `sync_interval` (capped, jittered backoff while the server is unreachable), signs
- * SVIDs as they come due, renews its own SVID at half life, and serves the Workload API over gRPC
+ * SVIDs as they come due, renews its own SVID at half life (at once when its authority is
+ * tainted), and serves the Workload API over gRPC
  * and HTTP on Unix sockets. Workloads are served from the cache while the server is away.
  */
 import { readFileSync } from 'node:fs';
@@ -164,11 +165,17 @@ export class WritAgent {
       let changed = false;
       if (now >= this.#nextSync) {
         const revision = this.cache.revision;
-        changed = await syncOnce(this.cache, this.client);
+        const hint: { nextSyncMs?: number } = {};
+        changed = await syncOnce(this.cache, this.client, hint);
         this.#failures = 0;
-        this.#nextSync = now + this.config.syncInterval * 1000;
+        // The server asks agents serving tasks to sync sooner, so ended tasks reach workloads fast.
+        this.#nextSync = now + Math.min(this.config.syncInterval * 1000, hint.nextSyncMs ?? Infinity);
         this.lastSyncAt = now;
         if (this.cache.revision !== revision) this.#dirty = true;
+        if (this.cache.chainTainted(this.#identity!.chain)) {
+          log.info({ event: 'agent.svid_tainted', agent_id: id.spiffeId }, 'the agent SVID was issued under a tainted authority; renewing it now');
+          this.#setIdentity(await renewAgent(this.client, this.#identity!, log));
+        }
       }
       const replaced = await signDue(this.cache, this.client, this.clock.nowMs(), this.random, log);
       if (changed || replaced > 0) {
@@ -182,7 +189,7 @@ export class WritAgent {
     } finally {
       if (this.#dirty && !this.#stopped) this.#save();
       this.#ticking = false;
-      this.#schedule(TICK_MS);
+      this.#schedule(Math.max(50, Math.min(TICK_MS, this.#nextSync - this.clock.nowMs())));
     }
   }
 

@@ -2,12 +2,15 @@
  * The agent's cache: the entries it may serve (indexed by selector so a caller's entries are found
  * without a scan), one X509-SVID per entry with its rotation time, the trust domain's bundle, the
  * federated bundles and the CRLs. Listeners hear about every change. It serializes to and from the
- * state file, so a restarted agent serves what it had until the SVIDs expire.
+ * state file, so a restarted agent serves what it had until the SVIDs expire. It also holds the
+ * authorities the server has tainted (forced CA rotation): SVIDs whose chain runs through one are
+ * re-signed at once, JWT-SVIDs of a tainted (or no longer published) key are dropped.
  */
 import type { RegistrationEntry, Selector } from '../datastore/types.js';
 import { SpiffeBundle } from '../bundle/index.js';
 import { parseTrustDomain } from '../spiffeid/index.js';
 import type { EntryJson } from '../registry/index.js';
+import { chainIssuerIds } from '../ca/index.js';
 
 export interface CachedSvid {
   entryId: string;
@@ -27,6 +30,8 @@ export interface CachedSvid {
 }
 
 const selKey = (s: Selector) => `${s.type}:${s.value}`;
+/** 0 for an entry pinned to one process (unix:pid:<pid>), 1 for any other. */
+const pinnedFirst = (e: RegistrationEntry) => (e.selectors.some((s) => s.type === 'unix' && s.value.startsWith('pid:')) ? 0 : 1);
 
 export function entryFromJson(j: Required<EntryJson>): RegistrationEntry {
   return {
@@ -55,6 +60,10 @@ export class AgentCache {
   crls: Buffer[] = [];
   revision = 0;
   aliasKey = '';
+  /** Hex SKIs of tainted X.509 authorities, and kids of tainted JWT keys, from the last sync. */
+  taintedX509: ReadonlySet<string> = new Set();
+  taintedJwtKids: ReadonlySet<string> = new Set();
+  readonly #issuers = new WeakMap<readonly Buffer[], string[]>();
   readonly #index = new Map<string, Set<string>>();
   readonly #listeners = new Set<() => void>();
 
@@ -104,7 +113,11 @@ export class AgentCache {
     return true;
   }
 
-  /** Entries whose selectors are all among `selectors`, oldest first (the first is the default SVID). */
+  /**
+   * Entries whose selectors are all among `selectors`, oldest first (the first is the default SVID),
+   * except that entries pinned to one process (a unix:pid selector: a task's) come before the rest,
+   * so a task's process presents its task identity by default.
+   */
   matching(selectors: readonly Selector[]): RegistrationEntry[] {
     const counts = new Map<string, number>();
     for (const s of new Set(selectors.map(selKey))) {
@@ -115,7 +128,7 @@ export class AgentCache {
       const e = this.entries.get(id);
       if (e && n === e.selectors.length) out.push(e);
     }
-    return out.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return out.sort((a, b) => pinnedFirst(a) - pinnedFirst(b) || a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   setBundle(document: string): boolean {
@@ -131,6 +144,35 @@ export class AgentCache {
     if (old && old.equals(b)) return false;
     this.federated.set(td, b);
     return true;
+  }
+
+  /** Replaces the tainted sets; true when they changed. */
+  setTainted(x509: readonly string[], jwtKids: readonly string[]): boolean {
+    const same = (a: ReadonlySet<string>, b: readonly string[]) => a.size === new Set(b).size && b.every((x) => a.has(x));
+    if (same(this.taintedX509, x509) && same(this.taintedJwtKids, jwtKids)) return false;
+    this.taintedX509 = new Set(x509);
+    this.taintedJwtKids = new Set(jwtKids);
+    return true;
+  }
+
+  /** Whether a certificate chain (leaf first) was issued under a tainted authority. */
+  chainTainted(chain: readonly Buffer[]): boolean {
+    if (this.taintedX509.size === 0) return false;
+    let ids = this.#issuers.get(chain);
+    if (!ids) this.#issuers.set(chain, (ids = chainIssuerIds(chain)));
+    return ids.some((id) => this.taintedX509.has(id));
+  }
+
+  /** Whether a cached JWT-SVID may still be handed out: its kid is published and not tainted. */
+  jwtKeyUsable(token: string): boolean {
+    let kid: unknown;
+    try {
+      kid = (JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8')) as { kid?: unknown }).kid;
+    } catch {
+      return false;
+    }
+    if (typeof kid !== 'string' || this.taintedJwtKids.has(kid)) return false;
+    return this.bundle === undefined || this.bundle.jwtAuthorities.has(kid);
   }
 
   setCrls(crls: Buffer[]): boolean {

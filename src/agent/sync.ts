@@ -1,7 +1,8 @@
 /**
  * Keeping the cache current: one incremental sync with the server (entries changed since the
  * cache's revision, removed ids, bundles, CRLs), and signing of the SVIDs that are due: missing,
- * signed for an older revision of their entry, or past their rotation time (half life ±10 %).
+ * signed for an older revision of their entry, past their rotation time (half life ±10 %), or
+ * issued under an authority the server has tainted (forced rotation: re-signed at once).
  * Workload keys are generated here; the server sees only CSRs, sent in batches.
  */
 import { buildCsrDer, newWorkloadKey } from '../ca/index.js';
@@ -23,10 +24,15 @@ interface SyncAnswer {
   bundle: { document: string };
   federated_bundles: Array<{ trust_domain: string; document: string }>;
   crls: string[];
+  /** Absent from servers without forced rotation. */
+  tainted_x509_authorities?: string[];
+  tainted_jwt_kids?: string[];
+  /** Sent to agents that serve agent identities or tasks: sync again within this many ms. */
+  next_sync_ms?: number;
 }
 
-/** One sync; returns whether anything a workload sees changed. */
-export async function syncOnce(cache: AgentCache, client: NodeClient): Promise<boolean> {
+/** One sync; returns whether anything a workload sees changed. `hint` receives the server's next-sync hint (ms), if any. */
+export async function syncOnce(cache: AgentCache, client: NodeClient, hint?: { nextSyncMs?: number }): Promise<boolean> {
   const federatesWith = [...new Set([...cache.entries.values()].flatMap((e) => e.federatesWith))];
   const a = await client.post<SyncAnswer>('/v1/node/sync', { since: cache.revision, alias_key: cache.aliasKey, federates_with: federatesWith });
   let changed = false;
@@ -48,22 +54,28 @@ export async function syncOnce(cache: AgentCache, client: NodeClient): Promise<b
   changed = cache.setBundle(a.bundle.document) || changed;
   const wanted = new Set([...cache.entries.values()].flatMap((e) => e.federatesWith));
   for (const f of a.federated_bundles) if (wanted.has(f.trust_domain)) changed = cache.setFederated(f.trust_domain, f.document) || changed;
+  // The server answers with the bundle of every trust domain named (up to its cap of 256): one it
+  // left out is a bundle deleted there, and must stop being trusted here too.
+  const sent = new Set(a.federated_bundles.map((f) => f.trust_domain));
+  const complete = federatesWith.length <= 256;
   for (const td of [...cache.federated.keys()]) {
-    if (!wanted.has(td)) {
+    if (!wanted.has(td) || (complete && !sent.has(td))) {
       cache.federated.delete(td);
       changed = true;
     }
   }
   changed = cache.setCrls(a.crls.map((c) => Buffer.from(c, 'base64'))) || changed;
+  changed = cache.setTainted(a.tainted_x509_authorities ?? [], a.tainted_jwt_kids ?? []) || changed;
+  if (hint) hint.nextSyncMs = typeof a.next_sync_ms === 'number' && a.next_sync_ms >= 100 ? a.next_sync_ms : undefined;
   return changed;
 }
 
-/** The entries whose SVID must be (re)signed at `now` (ms). */
+/** The entries whose SVID must be (re)signed at `now` (ms); one issued under a tainted authority at once. */
 export function dueEntries(cache: AgentCache, now: number): string[] {
   const out: string[] = [];
   for (const e of cache.entries.values()) {
     const s = cache.svids.get(e.id);
-    if (!s || s.revision !== e.revision || now >= s.rotateAt || now >= s.notAfter) out.push(e.id);
+    if (!s || s.revision !== e.revision || now >= s.rotateAt || now >= s.notAfter || cache.chainTainted(s.chain)) out.push(e.id);
   }
   return out;
 }

@@ -146,9 +146,9 @@ export class AgentWorkloads implements WorkloadHandler {
     return { spiffeId: svid.id.toString(), claims: svid.claims };
   }
 
-  /** Forgets cached JWT-SVIDs of entries no longer present. */
+  /** Forgets cached JWT-SVIDs of entries no longer present, and those of a tainted or unpublished key. */
   pruneJwtCache(): void {
     const now = this.clock.nowMs();
-    for (const [k, v] of this.#jwt) if (v.expiresAt <= now || !this.cache.entries.has(k.split('\u0000')[0]!)) this.#jwt.delete(k);
+    for (const [k, v] of this.#jwt) if (v.expiresAt <= now || !this.cache.entries.has(k.split('\u0000')[0]!) || !this.cache.jwtKeyUsable(v.token)) this.#jwt.delete(k);
   }
 }

@@ -11,7 +11,8 @@ import { buildCrl } from './crl.js';
 import { verifyCsrDer } from './csr.js';
 import { SoftwareKey } from './keymanager.js';
 import { LeafKey, LeafTemplate } from './leaf.js';
-import { type AuthorityOptions, RotatingAuthority, serialHex } from './rotation.js';
+import { ForcedRotation } from './forced.js';
+import { type AuthorityOptions, serialHex } from './rotation.js';
 import type { LoadedSlot } from './slots.js';
 
 /** Seconds by which leaf notBefore is backdated (SPIRE's NotBeforeCushion). */
@@ -63,7 +64,7 @@ export interface MintedJwtSvid {
 
 const RESERVED_CLAIMS = new Set(['sub', 'aud', 'exp', 'iat', 'iss', 'nbf']);
 
-export class Authority extends RotatingAuthority {
+export class Authority extends ForcedRotation {
   readonly #templates = new Map<string, LeafTemplate>();
   #crlNumber = 0;
 
@@ -189,13 +190,27 @@ export class Authority extends RotatingAuthority {
 
   /**
    * One CRL per unexpired signing CA that still has its key, listing the revoked serials it issued
-   * whose certificates have not expired yet. `validFor` is the nextUpdate interval in seconds.
+   * whose certificates have not expired yet, then one per unexpired root. `validFor` is the
+   * nextUpdate interval in seconds.
    */
   async crls(revoked: readonly RevokedSerial[], validFor = 3600): Promise<Array<{ issuerSki: string; der: Buffer; thisUpdate: Date; nextUpdate: Date }>> {
     const now = this.nowSeconds();
     this.#crlNumber = Math.max(this.#crlNumber + 1, now);
     const out: Array<{ issuerSki: string; der: Buffer; thisUpdate: Date; nextUpdate: Date }> = [];
     for (const s of this.slots['x509-signing'].values()) {
+      if (!s.key || s.record.notAfter <= now) continue;
+      const entries = revoked
+        .filter((r) => r.issuerSki === s.record.authorityId && r.notAfter > now)
+        .map((r) => ({ serial: r.serial, revokedAt: new Date(r.revokedAt * 1000) }));
+      const thisUpdate = new Date(now * 1000);
+      const nextUpdate = new Date((now + validFor) * 1000);
+      const der = await buildCrl({ issuer: s.record.material, key: s.key, entries, thisUpdate, nextUpdate, crlNumber: this.#crlNumber, crypto: this.opts.keyManager.crypto });
+      out.push({ issuerSki: s.record.authorityId, der, thisUpdate, nextUpdate });
+    }
+    // Then one per root, listing the signing CAs it revoked (none: writ retires a root with its whole
+    // tree). Validators that check the whole chain (nginx ssl_crl, node:tls `crl`, openssl
+    // -crl_check_all) need a CRL for every CA in the path, not only for the leaf's issuer.
+    for (const s of this.slots['x509-root'].values()) {
       if (!s.key || s.record.notAfter <= now) continue;
       const entries = revoked
         .filter((r) => r.issuerSki === s.record.authorityId && r.notAfter > now)

@@ -7,5 +7,7 @@ export { LeafKey, LeafTemplate, keyIdentifier, type LeafParams } from './leaf.js
 export { buildCaCertificate, caSubjectName, serialHex, type CaSubject } from './cacert.js';
 export { buildCrl, type CrlEntry } from './crl.js';
 export { activateAt, prepareAt, type RotationEvent } from './slots.js';
+export { AUTHORITY_KINDS, type AuthorityKind, type AuthorityView, type ForcedAction, type ForcedRotationEvent, type SigningCaView } from './forced.js';
+export { certificateKeyIds, chainIssuerIds, normalizeAuthorityId, type CertificateKeyIds } from './keyids.js';
 export { MAX_CSR_BYTES, buildCsrDer, verifyCsrDer } from './csr.js';
 export { newWorkloadKey, type WorkloadKey } from './workloadkey.js';

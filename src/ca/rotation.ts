@@ -126,12 +126,12 @@ export class RotatingAuthority {
     });
   }
 
-  private event(ev: RotationEvent['event'], s: LoadedSlot, reason?: string): RotationEvent {
+  protected event(ev: RotationEvent['event'], s: LoadedSlot, reason?: string): RotationEvent {
     const r = s.record;
     return { event: ev, kind: r.kind, slot: r.slot, authority_id: r.authorityId, not_after: new Date(r.notAfter * 1000).toISOString(), ...(reason ? { reason } : {}) };
   }
 
-  private async setStatus(s: LoadedSlot, status: CaSlotRecord['status'], now: number): Promise<void> {
+  protected async setStatus(s: LoadedSlot, status: CaSlotRecord['status'], now: number): Promise<void> {
     const record = { ...s.record, status, updatedAt: now };
     await this.opts.store.putCaSlot(record);
     s.record = record;
@@ -142,10 +142,7 @@ export class RotatingAuthority {
     switch (a.do) {
       case 'drop': {
         const s = slots.get(a.slot)!;
-        await this.opts.store.deleteCaSlot(kind, a.slot);
-        slots.delete(a.slot);
-        await this.opts.keyManager.deleteKey(s.record.keyId);
-        this.forget(s);
+        await this.removeSlot(s);
         return this.event('dropped', s, a.reason);
       }
       case 'retire': {
@@ -174,6 +171,15 @@ export class RotatingAuthority {
     }
   }
 
+  /** Deletes a slot's record and its key: the authority leaves the bundle and can sign nothing more. */
+  protected async removeSlot(s: LoadedSlot): Promise<void> {
+    const { kind, slot } = s.record;
+    await this.opts.store.deleteCaSlot(kind, slot);
+    if (this.slots[kind].get(slot) === s) this.slots[kind].delete(slot);
+    await this.opts.keyManager.deleteKey(s.record.keyId);
+    this.forget(s);
+  }
+
   /** Hook for subclasses that cache per-slot state (leaf templates). */
   protected forget(_s: LoadedSlot): void {}
 
@@ -186,7 +192,8 @@ export class RotatingAuthority {
     return r;
   }
 
-  private async create(kind: CaKind, slot: CaSlotName, status: 'active' | 'prepared', now: number): Promise<LoadedSlot> {
+  /** A new authority in `slot`; a signing CA is issued by `issuer`, or by issuingRoot() when none is given. */
+  protected async create(kind: CaKind, slot: CaSlotName, status: 'active' | 'prepared', now: number, issuer?: LoadedSlot): Promise<LoadedSlot> {
     const { config, keyManager } = this.opts;
     const keyId = keyIdFor(kind, slot);
     const key = await keyManager.generateKey(keyId, this.#keyType);
@@ -198,7 +205,8 @@ export class RotatingAuthority {
       material = key.publicKeyDer;
       authorityId = this.newKid();
     } else {
-      const issuer = kind === 'x509-signing' ? this.issuingRoot() : undefined;
+      if (kind === 'x509-signing') issuer ??= this.issuingRoot();
+      else issuer = undefined;
       if (issuer) notAfter = Math.min(notAfter, issuer.record.notAfter);
       material = await buildCaCertificate({
         kind: kind === 'x509-root' ? 'root' : 'signing',

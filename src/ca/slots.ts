@@ -16,7 +16,7 @@ export interface LoadedSlot {
 }
 
 export interface RotationEvent {
-  event: 'created' | 'prepared' | 'activated' | 'retired' | 'dropped';
+  event: 'created' | 'prepared' | 'activated' | 'retired' | 'tainted' | 'dropped';
   kind: CaKind;
   slot: CaSlotName;
   authority_id: string;

@@ -9,10 +9,16 @@ import { processIo, type Io } from './io.js';
 import { registerEntryCommands } from './entry.js';
 import { registerSvidCommands } from './svid.js';
 import { registerMiscCommands } from './misc.js';
+import { registerBundleCommands } from './bundle.js';
+import { registerFederationCommands } from './federation.js';
+import { registerAuthorityCommands } from './authority.js';
 import { registerServerCommands } from './server.js';
 import { registerAgentCommands } from './agent.js';
 import { registerApiCommands } from './api.js';
 import { registerDevCommand } from './dev.js';
+import { registerAgentIdentityCommands } from './agent-identity.js';
+import { registerTaskCommands } from './task.js';
+import { registerAuditCommands } from './audit.js';
 
 export async function main(argv: string[], io: Io = processIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const ctx = new CliContext(io, env);
@@ -31,6 +37,12 @@ export async function main(argv: string[], io: Io = processIo, env: NodeJS.Proce
   registerEntryCommands(program, ctx);
   registerSvidCommands(program, ctx);
   registerMiscCommands(program, ctx);
+  registerBundleCommands(program, ctx);
+  registerFederationCommands(program, ctx);
+  registerAuthorityCommands(program, ctx);
+  registerAgentIdentityCommands(program, ctx);
+  registerTaskCommands(program, ctx, (c) => (exitCode = c));
+  registerAuditCommands(program, ctx);
   for (const cmd of allCommands(program)) cmd.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: () => undefined });
 
   try {

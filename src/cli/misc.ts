@@ -1,30 +1,9 @@
-/** `writ bundle show`, `writ token generate`, `writ healthcheck`. */
-import { Option, type Command } from 'commander';
+/** `writ token generate`, `writ healthcheck` (`writ bundle ...` is in bundle.ts). */
+import type { Command } from 'commander';
 import { WritError } from '../errors.js';
 import type { CliContext } from './context.js';
-import { toPem } from './io.js';
 
 export function registerMiscCommands(program: Command, ctx: CliContext): void {
-  const bundle = program.command('bundle').description('trust bundles');
-  ctx
-    .common(
-      bundle
-        .command('show')
-        .description('print this trust domain\'s bundle, or its certificate revocation lists')
-        .addOption(new Option('--format <format>', 'pem, spiffe (SPIFFE bundle JSON) or crl (PEM CRLs of the signing CAs)').choices(['pem', 'spiffe', 'crl']).default('pem')),
-    )
-    .action(async (f: { format: 'pem' | 'spiffe' | 'crl' }) => {
-      if (f.format === 'crl') {
-        const res = await ctx.client().get<{ crls: Array<{ issuer_ski: string; der: string; next_update: number }> }>('/v1/crl');
-        if (ctx.json()) ctx.io.out(JSON.stringify(res, null, 2));
-        else ctx.io.out(res.crls.map((c) => toPem('X509 CRL', Buffer.from(c.der, 'base64'))).join(''));
-        return;
-      }
-      const res = await ctx.client().get<{ trust_domain: string; sequence: number; spiffe: unknown; pem: string }>('/v1/bundle');
-      if (f.format === 'spiffe') ctx.io.out(JSON.stringify(res.spiffe, null, 2));
-      else ctx.io.out(res.pem);
-    });
-
   const token = program.command('token').description('join tokens for node attestation');
   ctx
     .common(

@@ -1,6 +1,6 @@
 /**
  * `writ x509 mint` and `writ jwt mint`: SVIDs minted directly by the server's CA for an SRE, as
- * `spire-server x509 mint` does. The key is generated here and never leaves this process; the
+ * `spire-server x509 mint` does; `writ svid revoke` puts issued X509-SVIDs on the CRL. The key is generated here and never leaves this process; the
  * server sees only a CSR, and takes nothing from it but the public key.
  */
 import 'reflect-metadata';
@@ -72,6 +72,29 @@ export function registerSvidCommands(program: Command, ctx: CliContext): void {
       } else {
         ctx.io.out(`X509-SVID (${res.spiffe_id}, expires ${expires}):\n${svidPem}\nPrivate key:\n${keyPem}\nRoot CAs:\n${bundlePem}`);
       }
+    });
+
+  ctx
+    .common(
+      program
+        .command('svid')
+        .description('X509-SVIDs the server issued')
+        .command('revoke')
+        .description('put unexpired X509-SVIDs on the CRL: one --serial, or all of an --entry-id or --spiffe-id')
+        .option('--serial <hex>', 'serial number in hex (as openssl x509 -serial prints it; colons allowed)')
+        .option('--entry-id <id>', 'every unexpired SVID issued for this registration entry')
+        .option('--spiffe-id <id>', 'every unexpired SVID issued with this SPIFFE ID')
+        .option('--reason <text>', 'recorded with the revocation'),
+    )
+    .action(async (f: { serial?: string; entryId?: string; spiffeId?: string; reason?: string }) => {
+      const res = await ctx.client().post<{ revoked: Array<{ serial: string; spiffe_id: string; expires_at: number }> }>('/v1/svid/revoke', {
+        ...(f.serial !== undefined ? { serial: f.serial } : {}),
+        ...(f.entryId !== undefined ? { entry_id: f.entryId } : {}),
+        ...(f.spiffeId !== undefined ? { spiffe_id: f.spiffeId } : {}),
+        ...(f.reason !== undefined ? { reason: f.reason } : {}),
+      });
+      if (ctx.json()) ctx.io.out(JSON.stringify(res, null, 2));
+      else for (const r of res.revoked) ctx.io.out(`revoked ${r.serial} (${r.spiffe_id}, expires ${new Date(r.expires_at * 1000).toISOString()})\n`);
     });
 
   ctx

@@ -158,9 +158,71 @@ CREATE INDEX issued_svids_spiffe_id ON issued_svids (spiffe_id, not_after);
 CREATE INDEX issued_svids_not_after ON issued_svids (not_after);
 `;
 
+// Where the bundles of foreign trust domains are fetched from, and how the last fetch went.
+const V3 = `
+CREATE TABLE federation_relationships (
+  trust_domain        TEXT PRIMARY KEY,
+  bundle_endpoint_url TEXT NOT NULL,
+  profile             TEXT NOT NULL CHECK (profile IN ('https_web', 'https_spiffe')),
+  endpoint_spiffe_id  TEXT,
+  created_at          INTEGER NOT NULL,
+  updated_at          INTEGER NOT NULL,
+  refreshed_at        INTEGER,
+  refresh_ok          INTEGER,
+  refresh_code        TEXT,
+  refresh_message     TEXT,
+  refresh_sequence    INTEGER,
+  CHECK ((profile = 'https_spiffe') = (endpoint_spiffe_id IS NOT NULL))
+) WITHOUT ROWID;
+`;
+
+// AI agents registered as identities, and the tasks delegated to them (kept after they end, so
+// a task id is never used twice).
+const V4 = `
+CREATE TABLE agent_identities (
+  name         TEXT PRIMARY KEY,
+  spiffe_id    TEXT NOT NULL UNIQUE,
+  parent_id    TEXT NOT NULL,
+  selectors    TEXT NOT NULL,             -- JSON [[type, value], ...], canonical order
+  owner        TEXT NOT NULL,
+  max_task_ttl INTEGER NOT NULL CHECK (max_task_ttl > 0),
+  delegators   TEXT NOT NULL,             -- JSON array of strings
+  entry_id     TEXT,
+  disabled     INTEGER NOT NULL,
+  created_at   INTEGER NOT NULL,
+  updated_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+  id          TEXT PRIMARY KEY,
+  agent_name  TEXT NOT NULL,
+  spiffe_id   TEXT NOT NULL,
+  entry_id    TEXT NOT NULL,
+  parent_id   TEXT NOT NULL,
+  selectors   TEXT NOT NULL,
+  pid         INTEGER,
+  start_time  TEXT,
+  delegation  TEXT NOT NULL,              -- canonical JSON of the delegation record
+  decision_id TEXT NOT NULL,
+  deadline    INTEGER NOT NULL,
+  created_at  INTEGER NOT NULL,
+  status      TEXT NOT NULL CHECK (status IN ('active', 'ended')),
+  ended_at    INTEGER,
+  end_reason  TEXT,
+  cleaned_at  INTEGER,
+  CHECK ((status = 'ended') = (ended_at IS NOT NULL))
+) WITHOUT ROWID;
+CREATE INDEX tasks_agent ON tasks (agent_name, created_at);
+CREATE INDEX tasks_created ON tasks (created_at);
+CREATE INDEX tasks_due ON tasks (deadline) WHERE status = 'active';
+CREATE INDEX tasks_uncleaned ON tasks (ended_at) WHERE status = 'ended' AND cleaned_at IS NULL;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'initial schema', sql: V1 },
   { version: 2, description: 'issued X509-SVIDs', sql: V2 },
+  { version: 3, description: 'federation relationships', sql: V3 },
+  { version: 4, description: 'agent identities and tasks', sql: V4 },
 ];
 
 /** The schema version this code writes. */

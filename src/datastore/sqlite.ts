@@ -11,10 +11,12 @@ import type { Clock } from '../clock.js';
 import { WritError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SqliteEntryWriter } from './sqlite-entries.js';
+import { SqliteFederation } from './sqlite-federation.js';
 import { SqliteIssued } from './sqlite-issued.js';
 import { migrate } from './sqlite-migrations.js';
 import { SqliteEntryQuery } from './sqlite-query.js';
 import { SqliteRecords } from './sqlite-records.js';
+import { SqliteTasks } from './sqlite-tasks.js';
 import type * as T from './types.js';
 
 export interface SqliteDeps {
@@ -50,6 +52,8 @@ export class SqliteDataStore implements T.DataStore {
   private readonly query: SqliteEntryQuery;
   private readonly records: SqliteRecords;
   private readonly issued: SqliteIssued;
+  private readonly federation: SqliteFederation;
+  private readonly tasks: SqliteTasks;
   private readonly pingStatement: Database.Statement;
   private closed = false;
 
@@ -63,6 +67,8 @@ export class SqliteDataStore implements T.DataStore {
     this.query = new SqliteEntryQuery(db);
     this.records = new SqliteRecords(db);
     this.issued = new SqliteIssued(db);
+    this.federation = new SqliteFederation(db);
+    this.tasks = new SqliteTasks(db);
     this.pingStatement = db.prepare('SELECT 1');
   }
 
@@ -159,6 +165,25 @@ export class SqliteDataStore implements T.DataStore {
     return this.run('delete a bundle', () => this.records.deleteBundle(trustDomain));
   }
 
+  createFederation(rel: T.NewFederationRelationship, now: number): Promise<T.FederationRelationship> {
+    return this.run('store a federation relationship', () => this.federation.create(rel, now));
+  }
+  updateFederation(trustDomain: string, patch: T.FederationRelationshipPatch, now: number): Promise<T.FederationRelationship> {
+    return this.run('update a federation relationship', () => this.federation.update(trustDomain, patch, now));
+  }
+  getFederation(trustDomain: string): Promise<T.FederationRelationship | undefined> {
+    return this.run('read a federation relationship', () => this.federation.get(trustDomain));
+  }
+  listFederations(): Promise<T.FederationRelationship[]> {
+    return this.run('list federation relationships', () => this.federation.list());
+  }
+  deleteFederation(trustDomain: string): Promise<boolean> {
+    return this.run('delete a federation relationship', () => this.federation.delete(trustDomain));
+  }
+  setFederationStatus(trustDomain: string, status: T.FederationRefreshStatus): Promise<boolean> {
+    return this.run('record a federation refresh', () => this.federation.setStatus(trustDomain, status));
+  }
+
   listCaSlots(kind?: T.CaKind): Promise<T.CaSlotRecord[]> {
     return this.run('list CA slots', () => this.records.listCaSlots(kind));
   }
@@ -210,6 +235,37 @@ export class SqliteDataStore implements T.DataStore {
   }
   pruneIssued(now: number): Promise<number> {
     return this.run('prune issued SVIDs', () => this.issued.pruneBefore(now));
+  }
+
+  createAgentIdentity(agent: T.AgentIdentity): Promise<T.AgentIdentity> {
+    return this.run('store an agent identity', () => this.tasks.createAgent(agent));
+  }
+  getAgentIdentity(name: string): Promise<T.AgentIdentity | undefined> {
+    return this.run('read an agent identity', () => this.tasks.getAgent(name));
+  }
+  listAgentIdentities(): Promise<T.AgentIdentity[]> {
+    return this.run('list agent identities', () => this.tasks.listAgents());
+  }
+  updateAgentIdentity(name: string, patch: T.AgentIdentityPatch): Promise<T.AgentIdentity> {
+    return this.run('update an agent identity', () => this.tasks.updateAgent(name, patch));
+  }
+  deleteAgentIdentity(name: string): Promise<boolean> {
+    return this.run('delete an agent identity', () => this.tasks.deleteAgent(name));
+  }
+  createTask(task: T.TaskRecord): Promise<T.TaskRecord> {
+    return this.run('store a task', () => this.tasks.createTask(task));
+  }
+  getTask(id: string): Promise<T.TaskRecord | undefined> {
+    return this.run('read a task', () => this.tasks.getTask(id));
+  }
+  listTasks(filter?: T.TaskFilter): Promise<T.TaskRecord[]> {
+    return this.run('list tasks', () => this.tasks.listTasks(filter));
+  }
+  endTask(id: string, endedAt: number, reason: string): Promise<T.TaskRecord | undefined> {
+    return this.run('end a task', () => this.tasks.endTask(id, endedAt, reason));
+  }
+  markTaskCleaned(id: string, at: number): Promise<void> {
+    return this.run('record a task cleanup', () => this.tasks.markCleaned(id, at));
   }
 
   ping(): Promise<void> {

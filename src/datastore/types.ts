@@ -171,6 +171,102 @@ export interface IssuedSvidFilter {
   notExpiredAt?: number;
 }
 
+/** How a bundle endpoint authenticates itself (SPIFFE Federation §5.2). */
+export type FederationProfile = 'https_web' | 'https_spiffe';
+
+/** The outcome of the last bundle fetch of a federation relationship. */
+export interface FederationRefreshStatus {
+  /** Unix seconds of the attempt. */
+  at: number;
+  ok: boolean;
+  /** The error code of a refused fetch; null when ok. */
+  code: string | null;
+  /** One sentence: what was stored, or why the fetch was refused. */
+  message: string;
+  /** spiffe_sequence of the bundle held for the trust domain after the attempt; null when none or unset. */
+  sequence: number | null;
+}
+
+/** A federation relationship: where the bundle of a foreign trust domain is fetched from. */
+export interface FederationRelationship {
+  /** The foreign trust domain (never the server's own); the primary key. */
+  trustDomain: string;
+  /** https URL without userinfo. */
+  bundleEndpointUrl: string;
+  profile: FederationProfile;
+  /** The SPIFFE ID the endpoint must present (https_spiffe); null for https_web. */
+  endpointSpiffeId: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** null until the first fetch. */
+  lastRefresh: FederationRefreshStatus | null;
+}
+
+export type NewFederationRelationship = Omit<FederationRelationship, 'createdAt' | 'updatedAt' | 'lastRefresh'>;
+/** Fields to change; absent fields are kept. */
+export type FederationRelationshipPatch = Partial<Omit<NewFederationRelationship, 'trustDomain'>>;
+
+/** An AI agent registered by an SRE: spiffe://<td>/agent/<name>, backed by a registration entry while enabled. */
+export interface AgentIdentity {
+  /** Lower-case letters, digits, '-' and '_'; at most 64. The primary key. */
+  name: string;
+  spiffeId: string;
+  /** The agent or node alias that serves the agent's entry and its tasks' entries. */
+  parentId: string;
+  /** Which processes may act as the agent; every task entry carries them too. */
+  selectors: Selector[];
+  owner: string;
+  /** Seconds; a task may not run longer. */
+  maxTaskTtl: number;
+  /** Who may delegate tasks to it: "any", "user:<id>", "group:<os group>". */
+  delegators: string[];
+  /** The backing registration entry; null while disabled. */
+  entryId: string | null;
+  disabled: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type AgentIdentityPatch = Partial<Pick<AgentIdentity, 'entryId' | 'disabled' | 'updatedAt'>>;
+
+export type TaskStatus = 'active' | 'ended';
+
+/** A task: work delegated to an agent, spiffe://<td>/agent/<agent>/task/<id>; kept as a record after it ends. */
+export interface TaskRecord {
+  /** Unique over every task ever stored (ended ones included). */
+  id: string;
+  agentName: string;
+  spiffeId: string;
+  /** The task's registration entry (deleted when the task ends; the id is kept). */
+  entryId: string;
+  parentId: string;
+  selectors: Selector[];
+  /** The process the task is pinned to, when it is. */
+  pid: number | null;
+  startTime: string | null;
+  /** The delegation record as canonical JSON. */
+  delegation: string;
+  decisionId: string;
+  deadline: number;
+  createdAt: number;
+  status: TaskStatus;
+  endedAt: number | null;
+  endReason: string | null;
+  /** Set when the entry is gone and the task's serials are on the CRL. */
+  cleanedAt: number | null;
+}
+
+export interface TaskFilter {
+  agentName?: string;
+  status?: TaskStatus;
+  /** Only active tasks whose deadline is <= this. */
+  dueAt?: number;
+  /** Only ended tasks whose cleanup has not completed. */
+  uncleaned?: boolean;
+  /** At most this many, newest first (default 1000, at most 10000). */
+  limit?: number;
+}
+
 export interface DataStore {
   // registration entries
   /** All or nothing: a duplicate (same spiffeId, parentId and selector set) or an existing id fails the whole batch with ERR_ENTRY_EXISTS naming the index in the batch. */
@@ -193,6 +289,19 @@ export interface DataStore {
   /** Creates or replaces; the store sets sequence = previous + 1 (1 for a new one) and returns the record. */
   setBundle(trustDomain: string, document: string, refreshHint: number, now: number): Promise<BundleRecord>;
   deleteBundle(trustDomain: string): Promise<boolean>;
+
+  // federation relationships
+  /** ERR_FEDERATION_EXISTS when the trust domain already has one. */
+  createFederation(rel: NewFederationRelationship, now: number): Promise<FederationRelationship>;
+  /** ERR_FEDERATION_NOT_FOUND when there is none; the result must still pair https_spiffe with an endpoint ID. */
+  updateFederation(trustDomain: string, patch: FederationRelationshipPatch, now: number): Promise<FederationRelationship>;
+  getFederation(trustDomain: string): Promise<FederationRelationship | undefined>;
+  /** Ordered by trust domain. */
+  listFederations(): Promise<FederationRelationship[]>;
+  /** Returns whether one was deleted; the trust domain's bundle is kept. */
+  deleteFederation(trustDomain: string): Promise<boolean>;
+  /** Records the outcome of a fetch; returns false (and stores nothing) when the relationship is gone. Leaves updatedAt alone. */
+  setFederationStatus(trustDomain: string, status: FederationRefreshStatus): Promise<boolean>;
 
   // CA slots
   listCaSlots(kind?: CaKind): Promise<CaSlotRecord[]>;
@@ -223,6 +332,26 @@ export interface DataStore {
   listIssued(filter: IssuedSvidFilter): Promise<IssuedSvid[]>;
   /** Deletes records with notAfter < now; returns how many. */
   pruneIssued(now: number): Promise<number>;
+
+  // agent identities and tasks
+  /** ERR_AGENT_IDENTITY_EXISTS when the name is taken. */
+  createAgentIdentity(agent: AgentIdentity): Promise<AgentIdentity>;
+  getAgentIdentity(name: string): Promise<AgentIdentity | undefined>;
+  /** Ordered by name. */
+  listAgentIdentities(): Promise<AgentIdentity[]>;
+  /** ERR_AGENT_IDENTITY_NOT_FOUND when there is none. */
+  updateAgentIdentity(name: string, patch: AgentIdentityPatch): Promise<AgentIdentity>;
+  /** Returns whether one was deleted; its tasks stay as records. */
+  deleteAgentIdentity(name: string): Promise<boolean>;
+  /** ERR_TASK_EXISTS when the id was ever used, even by an ended task. */
+  createTask(task: TaskRecord): Promise<TaskRecord>;
+  getTask(id: string): Promise<TaskRecord | undefined>;
+  /** Newest first. */
+  listTasks(filter?: TaskFilter): Promise<TaskRecord[]>;
+  /** Ends an active task and returns it; undefined when it is unknown or already ended (exactly one caller wins). */
+  endTask(id: string, endedAt: number, reason: string): Promise<TaskRecord | undefined>;
+  /** Marks an ended task's cleanup (entry deleted, serials revoked) done. */
+  markTaskCleaned(id: string, at: number): Promise<void>;
 
   /** Liveness of the backend, for /ready. */
   ping(): Promise<void>;

@@ -1,3 +1,4 @@
 export { peerCredOf, peerGroupsOf, peerPidfdOf, closePidfd, pidfdAlive, pidfdOpen, socketFd } from './peercred.js';
 export type { PeerCred } from './peercred.js';
 export { lookupUserName, lookupGroupName, lookupGroupId } from './users.js';
+export { parseStartTime, readStartTime } from './procstat.js';

@@ -12,7 +12,10 @@ import { parseSpiffeId } from '../spiffeid/index.js';
 import { peerCredOf, peerGroupsOf, lookupUserName, type PeerCred } from '../platform/index.js';
 import { parseDurationSeconds } from '../duration.js';
 import type { ServerContext } from './context.js';
+import { registerAuthorityRoutes } from './admin-authority.js';
+import { registerFederationRoutes } from './admin-federation.js';
 import type { AttestedAgent } from '../datastore/index.js';
+import { registerTaskRoutes } from './admin-tasks.js';
 
 export const MAX_ADMIN_BODY = '32mb';
 export const MAX_BATCH = 10_000;
@@ -80,6 +83,9 @@ function mintableId(raw: unknown, ctx: ServerContext): string {
 }
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;
+
+/** Serial numbers compare as lower-case hex without colons or leading zero octets. */
+const normalSerial = (hex: string): string => hex.replace(/:/g, '').toLowerCase().replace(/^(?:00)+(?=..)/, '');
 
 export function createAdminApp(ctx: ServerContext, adminGid: number | undefined): express.Express {
   const app = express();
@@ -177,6 +183,9 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
     const ttl = ttlOf(b.ttl, ctx.config.defaultX509SvidTtl, 'ttl');
     const dnsNames = b.dns_names === undefined ? [] : validateDnsNames(b.dns_names, 'dns_names');
     const svid = await ctx.authority.mintX509Svid({ spiffeId, publicKey, ttl, dnsNames });
+    const issuedAt = Math.floor(ctx.clock.nowMs() / 1000);
+    // Recorded like agent-issued SVIDs, so `writ svid revoke` can put it on the CRL.
+    await ctx.datastore.recordIssued([{ serial: svid.serial, issuerSki: svid.issuerSki, spiffeId, entryId: null, agentId: null, issuedAt, notAfter: Math.floor(svid.notAfter.getTime() / 1000) }]);
     ctx.metrics.svidsMinted.inc({ type: 'x509' });
     audit(req, 'svid.x509.mint', { spiffe_id: spiffeId, serial: svid.serial, not_after: svid.notAfter.toISOString() });
     return {
@@ -186,6 +195,34 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
       serial: svid.serial,
       expires_at: Math.floor(svid.notAfter.getTime() / 1000),
     };
+  });
+  // Revokes unexpired X509-SVIDs the CA recorded as issued: one serial, or all of an entry or SPIFFE ID.
+  route('post', '/v1/svid/revoke', 'svid.revoke', async (req) => {
+    const b = body(req);
+    const now = Math.floor(ctx.clock.nowMs() / 1000);
+    const filter: { notExpiredAt: number; entryId?: string; spiffeId?: string } = { notExpiredAt: now };
+    if (b.entry_id !== undefined) filter.entryId = checkEntryId(b.entry_id, 'entry_id');
+    if (b.spiffe_id !== undefined) {
+      if (typeof b.spiffe_id !== 'string') throw new WritError('ERR_INPUT_INVALID', 'spiffe_id must be a SPIFFE ID string.');
+      filter.spiffeId = parseSpiffeId(b.spiffe_id).toString();
+    }
+    let serial: string | undefined;
+    if (b.serial !== undefined) {
+      if (typeof b.serial !== 'string' || !/^(?:[0-9a-fA-F]{2}:?)+$/.test(b.serial) || b.serial.length > 128) {
+        throw new WritError('ERR_INPUT_INVALID', 'serial must be the certificate serial number in hex (colons allowed).');
+      }
+      serial = normalSerial(b.serial);
+    }
+    if (serial === undefined && filter.entryId === undefined && filter.spiffeId === undefined) {
+      throw new WritError('ERR_INPUT_INVALID', 'Say what to revoke: serial, entry_id or spiffe_id.');
+    }
+    const reason = b.reason === undefined ? 'revoked by an administrator' : b.reason;
+    if (typeof reason !== 'string' || reason.length > 256) throw new WritError('ERR_INPUT_INVALID', 'reason must be a string of at most 256 characters.');
+    const found = (await ctx.datastore.listIssued(filter)).filter((i) => serial === undefined || normalSerial(i.serial) === serial);
+    if (found.length === 0) throw new WritError('ERR_SVID_NOT_FOUND', 'No unexpired X509-SVID issued by this server matches; nothing was revoked.');
+    await ctx.datastore.addRevoked(found.map((i) => ({ serial: i.serial, issuerSki: i.issuerSki, revokedAt: now, notAfter: i.notAfter, reason })));
+    audit(req, 'svid.revoke', { reason, svids: found.map((i) => ({ serial: i.serial, spiffe_id: i.spiffeId, entry_id: i.entryId })) });
+    return { revoked: found.map((i) => ({ serial: i.serial, issuer_ski: i.issuerSki, spiffe_id: i.spiffeId, entry_id: i.entryId, expires_at: i.notAfter })) };
   });
   route('post', '/v1/svid/jwt', 'svid.jwt.mint', async (req) => {
     const b = body(req);
@@ -259,6 +296,9 @@ export function createAdminApp(ctx: ServerContext, adminGid: number | undefined)
     audit(req, 'agent.ban', { agent_id: id });
     return { banned: id };
   });
+  registerAuthorityRoutes(ctx, { route, audit, body });
+  registerFederationRoutes(ctx, { route, audit, body });
+  registerTaskRoutes(ctx, { route, audit, body, callerOf: (req) => ({ ...callerOf(req), groups: peerGroupsOf(req.socket) }) });
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     next(new WritError('ERR_NOT_FOUND', `The admin API has no ${req.method} ${req.path}.`));

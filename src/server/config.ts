@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { WritError } from '../errors.js';
 import { configError, durationField, readConfigFile } from '../configfile.js';
-import { parseTrustDomain } from '../spiffeid/index.js';
+import { parseSpiffeId, parseTrustDomain } from '../spiffeid/index.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/writ-server/private/admin.sock';
 
@@ -85,8 +85,33 @@ const schema = z
       .default([{ name: 'join_token', config: {} }]),
     join_token_ttl: duration('join_token_ttl').default('10m'),
     bundle_refresh_hint: duration('bundle_refresh_hint').default('5m'),
+    bundle_endpoint: z
+      .object({
+        enabled: z.boolean().default(false),
+        bind_address: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8443),
+        profile: z.enum(['https_spiffe', 'https_web']).default('https_spiffe'),
+        certificate_file: z.string().min(1).optional(),
+        key_file: z.string().min(1).optional(),
+        refresh_hint: duration('bundle_endpoint.refresh_hint').optional(),
+      })
+      .strict()
+      .default({}),
+    federation: z
+      .object({
+        // PEM CA certificates trusted for https_web bundle endpoints besides the Web PKI roots.
+        ca_file: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    // Agents and tasks: Cedar policies evaluated at every task start, and the parent ID an agent identity gets by default.
+    task_policy_files: z.array(z.string().min(1)).max(64).default([]),
+    agent_identity_parent: z.string().min(1).optional(),
   })
   .strict();
+
+/** SPIRE's floor for the refresh hint a bundle endpoint serves (bundleutil.MinimumRefreshHint). */
+export const MIN_ENDPOINT_REFRESH_HINT = 60;
 
 export interface ServerConfig {
   trustDomain: string;
@@ -112,10 +137,43 @@ export interface ServerConfig {
   nodeAttestors: Array<{ name: string; config: Record<string, unknown> }>;
   joinTokenTtl: number;
   bundleRefreshHint: number;
+  /** The HTTPS bundle endpoint (SPIFFE federation) with the CRLs and OIDC discovery. */
+  bundleEndpoint: {
+    enabled: boolean;
+    bindAddress: string;
+    port: number;
+    profile: 'https_spiffe' | 'https_web';
+    /** https_web only: PEM chain and PEM key (owner-only mode). */
+    certificateFile?: string;
+    keyFile?: string;
+    /** spiffe_refresh_hint served, seconds, at least MIN_ENDPOINT_REFRESH_HINT. */
+    refreshHint: number;
+  };
+  /** Fetching foreign bundles (federation relationships are in the datastore). */
+  federation: { caFile?: string };
+  /** Cedar policy files evaluated at task start (empty: tasks allowed, recorded as "no policy"). */
+  taskPolicyFiles: string[];
+  /** Parent ID of an agent identity created without one (default spiffe://<td>/host/dev, the alias of `npm start`). */
+  agentIdentityParent: string;
   /** Sentences about settings that work but are unwise (logged at start). */
   warnings: string[];
 }
 
+
+function agentIdentityParentOf(raw: string | undefined, td: string, source: string): string {
+  const fail = (why: string): never => {
+    throw new WritError('ERR_CONFIG_INVALID', `${source}: field "agent_identity_parent": ${why}`, { details: { field: 'agent_identity_parent' } });
+  };
+  if (raw === undefined) return `spiffe://${td}/host/dev`;
+  let id;
+  try {
+    id = parseSpiffeId(raw);
+  } catch (e) {
+    return fail(e instanceof Error ? e.message : String(e));
+  }
+  if (id.trustDomain.name !== td || id.path === '') fail(`must be a SPIFFE ID with a path in ${td}.`);
+  return id.toString();
+}
 
 /** Validates an already-parsed config object. */
 export function validateServerConfig(raw: unknown, source = 'config'): ServerConfig {
@@ -140,6 +198,25 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
   }
   if (c.agent_ttl !== undefined && (c.agent_ttl <= 0 || c.agent_ttl >= c.ca.ca_ttl)) {
     throw new WritError('ERR_CONFIG_INVALID', `${source}: field "agent_ttl": must be above zero and shorter than ca.ca_ttl.`, { details: { field: 'agent_ttl' } });
+  }
+  const be = c.bundle_endpoint;
+  if (be.profile === 'https_web') {
+    for (const f of ['certificate_file', 'key_file'] as const) {
+      if (be[f] === undefined) {
+        throw new WritError('ERR_CONFIG_INVALID', `${source}: field "bundle_endpoint.${f}": is required with profile https_web.`, { details: { field: `bundle_endpoint.${f}` } });
+      }
+    }
+  } else {
+    const f = be.certificate_file !== undefined ? 'certificate_file' : be.key_file !== undefined ? 'key_file' : undefined;
+    if (f) {
+      throw new WritError('ERR_CONFIG_INVALID', `${source}: field "bundle_endpoint.${f}": is only used with profile https_web (https_spiffe serves the server's own SVID).`, {
+        details: { field: `bundle_endpoint.${f}` },
+      });
+    }
+  }
+  const wantedHint = be.refresh_hint ?? c.bundle_refresh_hint;
+  if (be.enabled && wantedHint < MIN_ENDPOINT_REFRESH_HINT) {
+    warnings.push(`bundle_endpoint.refresh_hint of ${wantedHint}s is below one minute; the endpoint serves 60s.`);
   }
   const dataDir = resolve(c.data_dir);
   return {
@@ -173,6 +250,18 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
     nodeAttestors: c.node_attestors.map((a) => ({ name: a.name, config: a.config })),
     joinTokenTtl: c.join_token_ttl,
     bundleRefreshHint: c.bundle_refresh_hint,
+    bundleEndpoint: {
+      enabled: be.enabled,
+      bindAddress: be.bind_address,
+      port: be.port,
+      profile: be.profile,
+      ...(be.certificate_file !== undefined ? { certificateFile: resolve(be.certificate_file) } : {}),
+      ...(be.key_file !== undefined ? { keyFile: resolve(be.key_file) } : {}),
+      refreshHint: Math.max(MIN_ENDPOINT_REFRESH_HINT, wantedHint),
+    },
+    federation: c.federation.ca_file !== undefined ? { caFile: resolve(c.federation.ca_file) } : {},
+    taskPolicyFiles: c.task_policy_files.map((f) => resolve(f)),
+    agentIdentityParent: agentIdentityParentOf(c.agent_identity_parent, c.trust_domain, source),
     warnings,
   };
 }

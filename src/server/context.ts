@@ -5,6 +5,8 @@ import type { Authority } from '../ca/index.js';
 import type { BundleRecord, DataStore } from '../datastore/index.js';
 import type { ServerConfig } from './config.js';
 import type { ServerMetrics } from './metrics.js';
+import type { TaskService } from './tasks/index.js';
+import type { FederationPoller } from './federation/index.js';
 
 export interface HealthReport {
   live: boolean;
@@ -26,4 +28,8 @@ export interface ServerContext {
   /** DER CRLs of the signing CAs, regenerated when the revoked set changes or they near nextUpdate. */
   crls(): Promise<Buffer[]>;
   health(): Promise<HealthReport>;
+  /** Fetches the bundles of federated trust domains; set by the server once started. */
+  federation?: FederationPoller;
+  /** Agent identities and tasks; set by the server once started (absent in some tests). */
+  tasks?: TaskService;
 }

@@ -16,12 +16,16 @@ import { openDataStore, type BundleRecord } from '../datastore/index.js';
 import { lookupGroupId } from '../platform/index.js';
 import { createAdminApp, labelConnection } from './admin.js';
 import { bundleContentKey, renderBundleDocument, pemOfAuthorities } from './bundle.js';
+import { startBundleEndpoint, type BundleEndpoint } from './bundleendpoint.js';
+import type { CrlOfIssuer } from './bundleroutes.js';
 import type { ServerConfig } from './config.js';
 import type { HealthReport, ServerContext } from './context.js';
+import { FederationPoller, loadFederationCa } from './federation/index.js';
 import { startHealthServer } from './health.js';
 import { createServerMetrics } from './metrics.js';
 import { AttestationSessions, createNodeApp, startNodeApiListener } from './nodeapi/index.js';
 import { ServerSvid } from './serversvid.js';
+import { openTaskService } from './tasks/index.js';
 import { loadPlugins, NODE_ATTESTOR, SERVER_PLUGINS, type Catalog } from '../plugins/index.js';
 import type { ServerNodeAttestor } from '../plugins/nodeattestor/types.js';
 
@@ -56,12 +60,15 @@ export class WritServer {
   healthAddress: AddressInfo | undefined;
   private bundle: BundleRecord | undefined;
   private bundleKey = '';
-  private crlCache: { key: string; refreshAt: number; ders: Buffer[] } | undefined;
+  private crlCache: { key: string; refreshAt: number; ders: Buffer[]; byIssuer: CrlOfIssuer[] } | undefined;
   private nodeApi: { close(): Promise<void>; address: AddressInfo } | undefined;
   private sessions: AttestationSessions | undefined;
   private plugins: Catalog<(typeof SERVER_PLUGINS)[number]> | undefined;
   readonly serverSvid: ServerSvid;
   nodeApiAddress: AddressInfo | undefined;
+  /** The HTTPS bundle endpoint (bundle, CRLs, OIDC discovery) when bundle_endpoint.enabled. */
+  bundleEndpoint: BundleEndpoint | undefined;
+  bundleEndpointAddress: AddressInfo | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -111,12 +118,16 @@ export class WritServer {
         bundlePem: () => pemOfAuthorities(authority.x509Authorities()),
         crls: async () => server!.currentCrls(),
         health: async () => server!.health(),
+        federation: new FederationPoller({ datastore, clock, logger, fetch: config.federation.caFile ? { extraCaPem: loadFederationCa(config.federation.caFile) } : {} }),
+        tasks: await openTaskService(config, datastore, clock, logger),
       };
       server = new WritServer(config, ctx, keyManager);
+      authority.onAuthorityChange(() => server!.publishAfterForcedStep());
       await server.rotateAndPublish();
       await server.loadNodeAttestors();
       server.schedule();
       await server.listen();
+      ctx.federation?.kick();
       logger.info(
         {
           event: 'ready',
@@ -124,6 +135,7 @@ export class WritServer {
           admin_socket: config.admin.socketPath,
           health: server.healthAddress ? `${server.healthAddress.address}:${server.healthAddress.port}` : null,
           node_api: server.nodeApiAddress ? `${server.nodeApiAddress.address}:${server.nodeApiAddress.port}` : null,
+          bundle_endpoint: server.bundleEndpointAddress ? `https://${server.bundleEndpointAddress.address}:${server.bundleEndpointAddress.port}/ (${config.bundleEndpoint.profile})` : null,
           data_dir: config.dataDir,
           key_manager: keyManager.name,
         },
@@ -149,8 +161,20 @@ export class WritServer {
     this.ctx.metrics.signingCaNotAfter.set(Math.floor(this.ctx.authority.signingCa().notAfter.getTime() / 1000));
   }
 
-  /** Writes the trust domain bundle when its keys changed; the store bumps spiffe_sequence. */
-  async publishBundle(): Promise<BundleRecord> {
+  /**
+   * After `writ authority prepare|activate|taint|revoke`: the bundle is written again even when its
+   * keys did not change (spiffe_sequence grows, so peers refetch), the CRLs are rebuilt and the
+   * server's own SVID moves to the active signing CA. The admin call returns once this is done.
+   */
+  async publishAfterForcedStep(): Promise<void> {
+    this.crlCache = undefined;
+    await this.publishBundle(true);
+    await this.currentCrls();
+    await this.serverSvid.refresh();
+  }
+
+  /** Writes the trust domain bundle when its keys changed (or `force`); the store bumps spiffe_sequence. */
+  async publishBundle(force = false): Promise<BundleRecord> {
     const { config, authority, datastore, clock } = this.ctx;
     if (!this.bundle) {
       this.bundle = await datastore.getBundle(config.trustDomain);
@@ -161,7 +185,7 @@ export class WritServer {
     const next = (this.bundle?.sequence ?? 0) + 1;
     const candidate = renderBundleDocument(config.trustDomain, x509, jwt, config.bundleRefreshHint, next);
     const key = bundleContentKey(config.trustDomain, candidate);
-    if (this.bundle && key === this.bundleKey && this.bundle.refreshHint === config.bundleRefreshHint) return this.bundle;
+    if (!force && this.bundle && key === this.bundleKey && this.bundle.refreshHint === config.bundleRefreshHint) return this.bundle;
     let rec = await datastore.setBundle(config.trustDomain, candidate, config.bundleRefreshHint, Math.floor(clock.nowMs() / 1000));
     if (rec.sequence !== next) {
       // Another writer moved the sequence: render again with the store's number.
@@ -177,14 +201,21 @@ export class WritServer {
 
   /** The CRLs, rebuilt when the revoked set or the signing CAs change, or at half their validity. */
   async currentCrls(): Promise<Buffer[]> {
+    await this.currentCrlsByIssuer();
+    return this.crlCache!.ders;
+  }
+
+  /** The same CRLs, each with the SKI of the signing CA that signed it. */
+  async currentCrlsByIssuer(): Promise<CrlOfIssuer[]> {
     const { authority, datastore, clock, config } = this.ctx;
     const revoked = await datastore.listRevoked();
     const key = `${authority.signingCas().map((c) => c.ski).join(',')}|${revoked.map((r) => `${r.issuerSki}/${r.serial}`).join(',')}`;
     const now = clock.nowMs();
-    if (this.crlCache && this.crlCache.key === key && now < this.crlCache.refreshAt) return this.crlCache.ders;
+    if (this.crlCache && this.crlCache.key === key && now < this.crlCache.refreshAt) return this.crlCache.byIssuer;
     const crls = await authority.crls(revoked, config.ca.crlNextUpdate);
-    this.crlCache = { key, refreshAt: now + (config.ca.crlNextUpdate * 1000) / 2, ders: crls.map((c) => c.der) };
-    return this.crlCache.ders;
+    const byIssuer = crls.map((c) => ({ issuerSki: c.issuerSki, der: c.der }));
+    this.crlCache = { key, refreshAt: now + (config.ca.crlNextUpdate * 1000) / 2, ders: crls.map((c) => c.der), byIssuer };
+    return byIssuer;
   }
 
   private async loadNodeAttestors(): Promise<void> {
@@ -233,6 +264,10 @@ export class WritServer {
     };
     // SPIRE checks its CA every 10 s; the same here, and prunes once a minute.
     this.tasks.push(cron.schedule('*/10 * * * * *', guard('ca-rotation', () => this.rotateAndPublish()), { name: 'ca-rotation', noOverlap: true }));
+    // Federation: relationships re-read and due bundle endpoints fetched every 10 s (as SPIRE reconciles).
+    this.tasks.push(cron.schedule('5,15,25,35,45,55 * * * * *', guard('federation', async () => this.ctx.federation?.tick()), { name: 'federation', noOverlap: true }));
+    // Tasks end at their deadline: checked every second (their SVIDs expire at the deadline anyway).
+    this.tasks.push(cron.schedule('* * * * * *', guard('task-deadlines', async () => this.ctx.tasks?.sweep()), { name: 'task-deadlines', noOverlap: true }));
     this.tasks.push(
       cron.schedule(
         '30 * * * * *',
@@ -297,6 +332,10 @@ export class WritServer {
       this.nodeApi = n;
       this.nodeApiAddress = n.address;
     }
+    if (config.bundleEndpoint.enabled) {
+      this.bundleEndpoint = await startBundleEndpoint({ ctx: this.ctx, svid: this.serverSvid, crls: () => this.currentCrlsByIssuer() });
+      this.bundleEndpointAddress = this.bundleEndpoint.address;
+    }
     if (config.health.enabled) {
       const h = await startHealthServer(this.ctx, config.health.bindAddress, config.health.port);
       this.healthServer = h.server;
@@ -308,6 +347,7 @@ export class WritServer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const t of this.tasks) t.stop();
+      await this.ctx.federation?.stop();
       const close = (s: HttpServer | undefined) =>
         new Promise<void>((resolve) => {
           if (!s) return resolve();
@@ -316,13 +356,14 @@ export class WritServer {
           setTimeout(() => s.closeAllConnections(), 5000).unref();
         });
       this.sessions?.close();
-      await Promise.all([close(this.adminServer), close(this.healthServer), this.nodeApi?.close()]);
+      await Promise.all([close(this.adminServer), close(this.healthServer), this.nodeApi?.close(), this.bundleEndpoint?.close()]);
       await this.plugins?.close();
       try {
         if (existsSync(this.config.admin.socketPath)) unlinkSync(this.config.admin.socketPath);
       } catch {
         // already gone
       }
+      await this.ctx.tasks?.close();
       await this.ctx.datastore.close();
       this.ctx.logger.info({ event: 'stopped' }, 'writ server stopped');
     })();

@@ -36,7 +36,13 @@ describe('ca/crl', function () {
     const a = await mint();
     const b = await mint();
     const [crl, ...rest] = await f.authority.crls([revoke(a)], 600);
-    expect(rest).to.have.length(0);
+    // After the signing CA's CRL comes the root's, empty, for validators that check the whole chain.
+    const root = new x509.X509Certificate(f.authority.x509Authorities()[0]!);
+    expect(rest.map((c) => c.issuerSki)).to.deep.equal([root.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId]);
+    const rootCrl = new x509.X509Crl(rest[0]!.der);
+    expect(rootCrl.issuer).to.equal(root.subject);
+    expect(rootCrl.entries).to.have.length(0);
+    expect(await rootCrl.verify({ publicKey: root.publicKey })).to.equal(true);
     const parsed = new x509.X509Crl(crl!.der);
     const ca = new x509.X509Certificate(f.authority.signingCa().certificate);
     expect(parsed.issuer).to.equal(ca.subject);
@@ -77,7 +83,8 @@ describe('ca/crl', function () {
     await f.authority.rotate();
     const b = await mint();
     expect(b.issuerSki).to.not.equal(a.issuerSki);
-    const crls = await f.authority.crls([{ ...revoke(a), notAfter: sign0.notAfter }, revoke(b)]);
+    const signing = new Set(f.authority.signingCas().map((c) => c.ski));
+    const crls = (await f.authority.crls([{ ...revoke(a), notAfter: sign0.notAfter }, revoke(b)])).filter((c) => signing.has(c.issuerSki));
     expect(crls.map((c) => c.issuerSki).sort()).to.deep.equal([a.issuerSki, b.issuerSki].sort());
     for (const c of crls) expect(new x509.X509Crl(c.der).entries).to.have.length(1);
   });
@@ -107,6 +114,29 @@ describe('ca/crl', function () {
       const ok = openssl([...base, files['b.pem']!], f.dir);
       expect(ok.status, ok.out).to.equal(0);
       expect(ok.out).to.match(/b\.pem: OK/);
+    });
+
+    it('-crl_check_all (every CA in the path, as nginx ssl_crl and node:tls crl do) passes with the root\'s CRL, and fails without it', async () => {
+      const a = await mint();
+      const b = await mint();
+      const crls = await f.authority.crls([revoke(a)]);
+      const files = writeFiles(f.dir, {
+        'bundle.pem': f.authority.x509Authorities().map(pem).join(''),
+        'signing.pem': pem(f.authority.signingCa().certificate),
+        'a.pem': pem(a.chain[0]!),
+        'b.pem': pem(b.chain[0]!),
+        'crls.pem': crls.map((c) => encodePem('X509 CRL', c.der)).join(''),
+        'leafcrl.pem': encodePem('X509 CRL', crls[0]!.der),
+      });
+      const at = String(Math.floor(f.clock.nowMs() / 1000));
+      const base = (crl: string) => ['verify', '-attime', at, '-x509_strict', '-crl_check_all', '-CAfile', files['bundle.pem']!, '-untrusted', files['signing.pem']!, '-CRLfile', files[crl]!];
+      const ok = openssl([...base('crls.pem'), files['b.pem']!], f.dir);
+      expect(ok.status, ok.out).to.equal(0);
+      const revoked = openssl([...base('crls.pem'), files['a.pem']!], f.dir);
+      expect(revoked.out).to.match(/certificate revoked/);
+      const noRootCrl = openssl([...base('leafcrl.pem'), files['b.pem']!], f.dir);
+      expect(noRootCrl.status).to.not.equal(0);
+      expect(noRootCrl.out).to.match(/unable to get certificate CRL/);
     });
   });
 });

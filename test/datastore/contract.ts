@@ -7,8 +7,10 @@
 import { expect } from 'chai';
 import { entryWriteContract } from './contract-entries.js';
 import { entryFilterContract } from './contract-filters.js';
+import { federationContract } from './contract-federation.js';
 import { expectWritError, newEntry, type OpenStore } from './contract-helpers.js';
 import { recordsContract } from './contract-records.js';
+import { tasksContract } from './contract-tasks.js';
 
 export type { OpenStore } from './contract-helpers.js';
 
@@ -46,5 +48,7 @@ export function runDataStoreContract(name: string, open: OpenStore): void {
     entryWriteContract(open);
     entryFilterContract(open);
     recordsContract(open);
+    federationContract(open);
+    tasksContract(open);
   });
 }

@@ -16,6 +16,7 @@ import type { Selector } from '../../src/datastore/index.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 import { lookupGroupName, lookupUserName } from '../../src/platform/users.js';
+import { readStartTime } from '../../src/platform/procstat.js';
 import { ManualClock } from '../../src/clock.js';
 import { type WorkloadAttestor, unixPlugin } from '../../src/plugins/index.js';
 import { effectiveId, parseProcStatus } from '../../src/plugins/workloadattestor/unix.js';
@@ -104,7 +105,10 @@ describe('plugins: unix workload attestor', () => {
     expected.push('unix:gid:65534');
     const group = lookupGroupName(65534);
     if (group) expected.push(`unix:group:${group}`);
+    expected.push(`unix:pid:${child.pid}`, `unix:start_time:${readStartTime(child.pid!)}`);
     expect(got).to.deep.equal(expected);
+    // Without pid_selectors: the same minus the process pin.
+    expect(values(await (await make({ pid_selectors: false })).attest(child.pid!))).to.deep.equal(expected.slice(0, -2));
   });
 
   it('uses the effective ids of a process whose real ids differ', async function () {
@@ -164,6 +168,7 @@ describe('plugins: unix workload attestor', () => {
     const proc = join(dir, 'proc');
     mkdirSync(join(proc, '42'), { recursive: true });
     writeFileSync(join(proc, '42', 'status'), 'Name:\tfake\nUid:\t1000\t0\t0\t0\nGid:\t1001\t65534\t65534\t65534\nGroups:\t4 4 27 \n');
+    writeFileSync(join(proc, '42', 'stat'), `42 (fa ke) S ${Array.from({ length: 18 }, (_, i) => i + 1).join(' ')} 777001 0 0\n`);
     const exe = join(dir, 'fake-exe');
     writeFileSync(exe, 'hello');
     symlinkSync(exe, join(proc, '42', 'exe'));
@@ -171,6 +176,8 @@ describe('plugins: unix workload attestor', () => {
     const got = values(await a.attest(42));
     expect(got.slice(0, 3)).to.deep.equal(['unix:uid:0', 'unix:user:root', 'unix:gid:65534']);
     expect(got.filter((v) => v.startsWith('unix:supplementary_gid:'))).to.deep.equal(['unix:supplementary_gid:4', 'unix:supplementary_gid:27']);
+    expect(got).to.include('unix:pid:42');
+    expect(got).to.include('unix:start_time:777001');
     expect(got).to.include(`unix:path:${realpathSync(exe)}`);
     expect(got).to.include(`unix:sha256:${createHash('sha256').update('hello').digest('hex')}`);
     mkdirSync(join(proc, '43'));

@@ -50,6 +50,7 @@ describe('server/config', () => {
     expect(c.defaultJwtSvidTtl).to.equal(300);
     expect(c.ca.caTtl).to.equal(86400);
     expect(c.ca.rootTtl).to.equal(720 * 3600);
+    expect(c.bundleEndpoint).to.deep.equal({ enabled: true, bindAddress: '127.0.0.1', port: 8443, profile: 'https_spiffe', refreshHint: 300 });
     expect(c.warnings).to.deep.equal([]);
   });
 
@@ -76,6 +77,11 @@ describe('server/config', () => {
     ['unknown key manager', 'trust_domain: a.test\nca:\n  key_manager: vault\n', 'ERR_CONFIG_INVALID', 'ca.key_manager'],
     ['agent TTL as long as the CA TTL', 'trust_domain: a.test\nagent_ttl: 24h\n', 'ERR_CONFIG_INVALID', 'agent_ttl'],
     ['node API port out of range', 'trust_domain: a.test\nnode_api:\n  port: -1\n', 'ERR_CONFIG_INVALID', 'node_api.port'],
+    ['an unknown bundle endpoint profile', 'trust_domain: a.test\nbundle_endpoint:\n  profile: https_acme\n', 'ERR_CONFIG_INVALID', 'bundle_endpoint.profile'],
+    ['https_web without a certificate file', 'trust_domain: a.test\nbundle_endpoint:\n  profile: https_web\n  key_file: k.pem\n', 'ERR_CONFIG_INVALID', 'bundle_endpoint.certificate_file'],
+    ['a certificate file with https_spiffe', 'trust_domain: a.test\nbundle_endpoint:\n  certificate_file: c.pem\n', 'ERR_CONFIG_INVALID', 'bundle_endpoint.certificate_file'],
+    ['bundle endpoint port out of range', 'trust_domain: a.test\nbundle_endpoint:\n  port: 65536\n', 'ERR_CONFIG_INVALID', 'bundle_endpoint.port'],
+    ['a bad bundle endpoint refresh hint', 'trust_domain: a.test\nbundle_endpoint:\n  refresh_hint: often\n', 'ERR_CONFIG_INVALID', 'bundle_endpoint.refresh_hint'],
     ['a node attestor without a name', 'trust_domain: a.test\nnode_attestors:\n  - config: {}\n', 'ERR_CONFIG_INVALID', 'node_attestors.0.name'],
     ['not YAML', 'trust_domain: [a\n', 'ERR_CONFIG_PARSE', ''],
     ['duplicate key', 'trust_domain: a.test\ntrust_domain: b.test\n', 'ERR_CONFIG_PARSE', ''],

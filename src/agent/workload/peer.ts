@@ -6,39 +6,15 @@
  * the pidfd says it runs and its start time is unchanged, so a pid reused by another process
  * gets nothing. The pidfd is closed when the connection closes (and no attestation holds it).
  */
-import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { WritError } from '../../errors.js';
-import { closePidfd, peerCredOf, peerPidfdOf, pidfdAlive, pidfdOpen, type PeerCred } from '../../platform/index.js';
+import { closePidfd, peerCredOf, peerPidfdOf, pidfdAlive, pidfdOpen, readStartTime, type PeerCred } from '../../platform/index.js';
 import type { PeerProcess } from './handler.js';
 
 /** The one sentence a caller sees when its process cannot be confirmed (as SPIRE words it). */
 export const ATTESTATION_FAILED = 'workload attestation failed';
 
-/**
- * The start time (field 22, clock ticks since boot) from the text of /proc/<pid>/stat. The comm
- * field (2) is in parentheses and may itself hold spaces and ')', so fields are counted after the
- * LAST ')'. Throws when the text does not have that shape.
- */
-export function parseStartTime(stat: string): string {
-  const close = stat.lastIndexOf(')');
-  if (close < 0 || stat.indexOf('(') < 0 || stat.indexOf('(') > close) throw new Error('no (comm) field in /proc/<pid>/stat');
-  // After ") " come fields 3 (state), 4 (ppid), ...; field 22 is at index 22 - 3.
-  const rest = stat.slice(close + 1).trim().split(/\s+/);
-  const start = rest[22 - 3];
-  if (start === undefined || !/^\d+$/.test(start)) throw new Error('no numeric start time in /proc/<pid>/stat');
-  return start;
-}
-
-/** The start time of a running process, or undefined when it is gone (or /proc is unreadable). */
-export function readStartTime(pid: number, procRoot = '/proc'): string | undefined {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  try {
-    return parseStartTime(readFileSync(`${procRoot}/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
+export { parseStartTime, readStartTime } from '../../platform/index.js';
 
 export interface TrackedPeerOptions {
   /** Where start times are read from; tests inject one. Default: readStartTime (/proc). */

@@ -9,6 +9,10 @@
  * unix attestor takes index 1 of gopsutil's Uids()/Gids()), we use the EFFECTIVE uid and gid, the
  * ids the kernel checks for the process's permissions. A setuid program is attested as the user it
  * runs as, not as the user who started it.
+ *
+ * With pid_selectors (the default) it also gives `unix:pid:<pid>` and `unix:start_time:<ticks>`
+ * (field 22 of /proc/<pid>/stat): together they name one process for the life of the system,
+ * which is how a task entry is pinned to the process `writ task run` started.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -17,6 +21,7 @@ import { z } from 'zod';
 import type { Selector } from '../../datastore/index.js';
 import type { Logger } from '../../log.js';
 import { lookupGroupName, lookupUserName } from '../../platform/users.js';
+import { parseStartTime } from '../../platform/procstat.js';
 import { type PluginDeps, WORKLOAD_ATTESTOR, declarePlugin, keepValidSelectors } from '../contract.js';
 import { type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
 
@@ -90,6 +95,8 @@ const config = z
     workload_size_limit: z.number().int().default(0),
     /** Where procfs is mounted (SPIRE's HOST_PROC), for agents in a container with the host's /proc. */
     proc_path: z.string().min(1).default('/proc'),
+    /** unix:pid and unix:start_time selectors (what task entries are pinned to). */
+    pid_selectors: z.boolean().default(true),
   })
   .strict();
 export type UnixConfig = z.infer<typeof config>;
@@ -120,11 +127,21 @@ class UnixAttestor implements WorkloadAttestor {
       const n = lookupGroupName(g);
       if (n !== undefined) values.push(`supplementary_group:${n}`);
     }
+    if (this.cfg.pid_selectors) values.push(`pid:${pid}`, `start_time:${await this.startTime(pid)}`);
     if (this.cfg.discover_workload_path) values.push(...(await this.pathSelectors(pid)));
     return keepValidSelectors(
       values.map((value) => ({ type: UNIX, value })),
       this.logger,
     );
+  }
+
+  private async startTime(pid: number): Promise<string> {
+    const stat = await readProcFile(UNIX, this.cfg.proc_path, pid, 'stat');
+    try {
+      return parseStartTime(stat);
+    } catch (e) {
+      throw workloadError(UNIX, pid, `The unix attestor can not parse /proc/${pid}/stat.`, e);
+    }
   }
 
   private async pathSelectors(pid: number): Promise<string[]> {

@@ -2,6 +2,8 @@
  * Signing for agents: workload X509-SVIDs in batches (CSR checked, entry authorized for the
  * agent, SVID signed with the entry's TTL and DNS names, and recorded for revocation), JWT-SVIDs for
  * authorized entries, and the agent's own SVID. Per-item failures come back as per-item errors.
+ * Entries of tasks are signed only while the task runs, capped at its deadline, with its
+ * delegation record (src/server/tasks/issuance.ts).
  */
 import { WritError, toWritError } from '../../errors.js';
 import type { IssuedSvid, RegistrationEntry } from '../../datastore/index.js';
@@ -42,12 +44,16 @@ export async function issueX509Svids(ctx: ServerContext, scope: AgentScope, requ
   for (const r of requests) {
     try {
       const entry = await authorizedEntry(ctx, scope, r.entryId, cache);
+      // A task's SVID lives no longer than the task and carries its delegation record.
+      const task = await ctx.tasks?.issuance.forEntry(entry);
       const key = await ctx.authority.verifyCsr(r.csr);
+      const ttl = entry.x509SvidTtl || ctx.config.defaultX509SvidTtl;
       const svid = await ctx.authority.mintX509Svid({
         spiffeId: entry.spiffeId,
         publicKey: key,
-        ttl: entry.x509SvidTtl || ctx.config.defaultX509SvidTtl,
+        ttl: task ? ctx.tasks!.issuance.capTtl(ttl, task) : ttl,
         ...(entry.dnsNames.length ? { dnsNames: entry.dnsNames } : {}),
+        ...(task ? { extraExtensions: [task.extension] } : {}),
       });
       issued.push({ serial: svid.serial, issuerSki: svid.issuerSki, spiffeId: entry.spiffeId, entryId: entry.id, agentId: scope.agentId, issuedAt: now, notAfter: Math.floor(svid.notAfter.getTime() / 1000) });
       results.push({ entryId: entry.id, chain: svid.chain, serial: svid.serial, notAfter: svid.notAfter, revision: entry.revision });
@@ -58,6 +64,7 @@ export async function issueX509Svids(ctx: ServerContext, scope: AgentScope, requ
     }
   }
   await ctx.datastore.recordIssued(issued);
+  await ctx.tasks?.issuance.afterIssued(issued);
   ctx.metrics.svidsMinted.inc({ type: 'x509' }, issued.length);
   return results;
 }
@@ -67,7 +74,14 @@ export async function issueJwtSvid(ctx: ServerContext, scope: AgentScope, entryI
     throw new WritError('ERR_INPUT_INVALID', 'audience must be a list of 1 to 32 non-empty strings.');
   }
   const entry = await authorizedEntry(ctx, scope, entryId, new Map());
-  const jwt = await ctx.authority.mintJwtSvid({ spiffeId: entry.spiffeId, audience: audience as string[], ttl: entry.jwtSvidTtl || ctx.config.defaultJwtSvidTtl });
+  const task = await ctx.tasks?.issuance.forEntry(entry);
+  const ttl = entry.jwtSvidTtl || ctx.config.defaultJwtSvidTtl;
+  const jwt = await ctx.authority.mintJwtSvid({
+    spiffeId: entry.spiffeId,
+    audience: audience as string[],
+    ttl: task ? ctx.tasks!.issuance.capTtl(ttl, task) : ttl,
+    ...(task ? { claims: task.claims } : {}),
+  });
   ctx.metrics.svidsMinted.inc({ type: 'jwt' });
   return { token: jwt.token, expiresAt: jwt.expiresAt };
 }

@@ -4,7 +4,9 @@
  * (and the ids of those deleted or moved out of the agent's scope), otherwise with the full set.
  * Every answer also carries the trust bundle, the bundles of trust domains its entries federate
  * with (those of the entries sent, plus those the agent names for the entries it already has),
- * and the current CRLs.
+ * the current CRLs, and the tainted authorities (forced CA rotation), which agents without that
+ * feature simply ignore. Agents that serve agent identities or tasks are told to sync again soon
+ * (next_sync_ms), so the end of a task reaches its workloads and the CRL within about a second.
  */
 import { entryToJson, type EntryJson } from '../../registry/index.js';
 import type { ServerContext } from '../context.js';
@@ -28,6 +30,12 @@ export interface SyncResponse {
   bundle: { trust_domain: string; sequence: number; document: string };
   federated_bundles: Array<{ trust_domain: string; sequence: number; document: string }>;
   crls: string[];
+  /** Hex SKIs of tainted roots and of the signing CAs they issued: agents re-sign SVIDs whose chain runs through one. */
+  tainted_x509_authorities: string[];
+  /** kids of tainted JWT keys: agents drop JWT-SVIDs they signed. */
+  tainted_jwt_kids: string[];
+  /** Present when the agent serves agent identities or tasks: sync again within this many ms (so task ends reach workloads fast). */
+  next_sync_ms?: number;
 }
 
 export async function syncEntries(ctx: ServerContext, scope: AgentScope, req: SyncRequest): Promise<SyncResponse> {
@@ -64,5 +72,13 @@ export async function syncEntries(ctx: ServerContext, scope: AgentScope, req: Sy
     bundle: { trust_domain: ctx.config.trustDomain, sequence: own.sequence, document: own.document },
     federated_bundles: federatedBundles,
     crls: (await ctx.crls()).map((d) => d.toString('base64')),
+    tainted_x509_authorities: ctx.authority.taintedX509Authorities(),
+    tainted_jwt_kids: ctx.authority.taintedJwtKids(),
+    ...syncHint(ctx, scope),
   };
+}
+
+function syncHint(ctx: ServerContext, scope: AgentScope): { next_sync_ms?: number } {
+  const ms = ctx.tasks?.issuance.syncHintMs(scope.parents);
+  return ms === undefined ? {} : { next_sync_ms: ms };
 }

@@ -107,22 +107,33 @@ export class DerReader {
   }
 }
 
+/** Longest arc accepted, in encoded bytes (20 bytes hold 140 bits: a 2.25 UUID arc needs 19). */
+const MAX_ARC_BYTES = 20;
+
+/** Dotted form of OID content. Arcs above 2^53 (the 128-bit UUID arcs of 2.25) are decoded as BigInt. */
 export function decodeOid(c: Buffer): string {
   if (c.length === 0) throw new DerError('empty OID');
-  const arcs: number[] = [];
+  const arcs: Array<number | bigint> = [];
   let v = 0;
+  let big: bigint | undefined;
+  let len = 0;
   for (let i = 0; i < c.length; i++) {
     const byte = c[i]!;
-    v = v * 128 + (byte & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER) throw new DerError('OID arc too large');
+    if (++len > MAX_ARC_BYTES) throw new DerError('OID arc too large');
+    if (big !== undefined) big = big * 128n + BigInt(byte & 0x7f);
+    else if (v > (Number.MAX_SAFE_INTEGER - 127) / 128) big = BigInt(v) * 128n + BigInt(byte & 0x7f);
+    else v = v * 128 + (byte & 0x7f);
     if ((byte & 0x80) === 0) {
+      const arc = big ?? v;
       if (arcs.length === 0) {
-        const first = v < 40 ? 0 : v < 80 ? 1 : 2;
-        arcs.push(first, v - first * 40);
+        const first = arc < 40 ? 0 : arc < 80 ? 1 : 2;
+        arcs.push(first, typeof arc === 'bigint' ? arc - BigInt(first * 40) : arc - first * 40);
       } else {
-        arcs.push(v);
+        arcs.push(arc);
       }
       v = 0;
+      big = undefined;
+      len = 0;
     } else if (i === c.length - 1) {
       throw new DerError('truncated OID');
     }

@@ -1,0 +1,144 @@
+/**
+ * The strict peer check: the chain a TLS peer presented is verified with verifyX509Svid against
+ * the bundle of the peer's own trust domain only, with the source's CRLs, then authorized. Results
+ * are cached per source update and chain (the check costs about as much as a handshake; see
+ * scripts/bench-tls.ts); a cached result is used only inside the validity window of its chain.
+ */
+import { createHash } from 'node:crypto';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
+import type { X509BundleSource } from '../bundle/index.js';
+import { type Clock, systemClock } from '../clock.js';
+import { WritError, isWritError } from '../errors.js';
+import type { SpiffeId, TrustDomain } from '../spiffeid/index.js';
+import { readCertificateInfo, verifyX509Svid } from '../svid/index.js';
+import { type Authorizer, runAuthorizer } from './authorize.js';
+import type { TlsSnapshot } from './state.js';
+
+/** A peer whose X509-SVID verified and whose SPIFFE ID the authorizer allowed. */
+export interface VerifiedPeer {
+  spiffeId: SpiffeId;
+  trustDomain: TrustDomain;
+  /** The chain as the peer presented it (DER, leaf first). */
+  chain: Buffer[];
+  /** Validity of the leaf. */
+  notBefore: Date;
+  notAfter: Date;
+  /** Serial of the leaf, lower-case hex of the DER INTEGER (as on CRLs and in the CA's records). */
+  serial: string;
+  /** Every chain found from the leaf to an authority of its trust domain's bundle, DER. */
+  verifiedChains: Buffer[][];
+}
+
+export interface VerifyPeerOptions {
+  /** DER CRLs; a listed leaf or intermediate is refused. */
+  crls?: readonly Uint8Array[];
+  /** The time to verify at; default the system clock. */
+  clock?: Clock;
+}
+
+export function peerMissing(side: 'client' | 'server'): WritError {
+  return new WritError('ERR_TLS_PEER_MISSING', `The ${side} presented no certificate; an X509-SVID is required.`);
+}
+
+function invalid(cause: unknown): WritError {
+  if (isWritError(cause)) {
+    return new WritError('ERR_TLS_PEER_INVALID', `The peer's X509-SVID was refused: ${cause.message}`, { cause, details: { ...cause.details, reason: cause.code } });
+  }
+  return new WritError('ERR_TLS_PEER_INVALID', "The peer's X509-SVID could not be verified.", { cause });
+}
+
+/** Verification without authorization: the X509-SVID rules, own-TD chain, validity, CRLs. */
+function verifyChainOnly(chain: readonly Buffer[], bundles: X509BundleSource, crls: readonly Uint8Array[], now: Date): { peer: Omit<VerifiedPeer, 'chain'>; validFrom: number; validUntil: number } {
+  let verified;
+  try {
+    verified = verifyX509Svid(chain, bundles, { now, crls });
+  } catch (e) {
+    throw invalid(e);
+  }
+  const leaf = readCertificateInfo(Buffer.from(chain[0]!));
+  // The window in which this result stays true: every certificate of the first verified chain is valid.
+  let validFrom = -Infinity;
+  let validUntil = Infinity;
+  for (const der of verified.verifiedChains[0]!) {
+    const info = der === chain[0] ? leaf : readCertificateInfo(der);
+    validFrom = Math.max(validFrom, info.notBefore.getTime());
+    validUntil = Math.min(validUntil, info.notAfter.getTime());
+  }
+  const peer = {
+    spiffeId: verified.id,
+    trustDomain: verified.id.trustDomain,
+    notBefore: leaf.notBefore,
+    notAfter: leaf.notAfter,
+    serial: leaf.serial.toString('hex'),
+    verifiedChains: verified.verifiedChains,
+  };
+  return { peer, validFrom, validUntil };
+}
+
+function authorize(peer: VerifiedPeer, authorizer: Authorizer): VerifiedPeer {
+  const refused = runAuthorizer(authorizer, peer.spiffeId, peer.chain);
+  if (refused) throw refused;
+  return peer;
+}
+
+/**
+ * Verifies a peer's chain (DER, leaf first) against `bundles` (the bundle of the leaf's own trust
+ * domain only) and authorizes it. Throws ERR_TLS_PEER_MISSING (empty chain), ERR_TLS_PEER_INVALID
+ * (details.reason holds the ERR_SVID_X509_* code, details.rule the rule) or ERR_TLS_PEER_NOT_AUTHORIZED.
+ */
+export function verifyPeer(chain: readonly Uint8Array[], bundles: X509BundleSource, authorizer: Authorizer, opts: VerifyPeerOptions = {}): VerifiedPeer {
+  if (chain.length === 0) throw new WritError('ERR_TLS_PEER_MISSING', 'The peer presented no certificate; an X509-SVID is required.');
+  const ders = chain.map((c) => Buffer.from(c));
+  const { peer } = verifyChainOnly(ders, bundles, opts.crls ?? [], (opts.clock ?? systemClock).now());
+  return authorize({ ...peer, chain: ders }, authorizer);
+}
+
+interface CacheEntry {
+  peer: Omit<VerifiedPeer, 'chain'>;
+  validFrom: number;
+  validUntil: number;
+}
+
+/** Results kept per snapshot; a new update starts an empty cache. */
+const MAX_CACHED = 1024;
+const caches = new WeakMap<TlsSnapshot, Map<string, CacheEntry>>();
+
+/** verifyPeer against a snapshot's bundles and CRLs, cached per (snapshot, chain). */
+export function verifySnapshotPeer(snapshot: TlsSnapshot, chain: Buffer[], authorizer: Authorizer, clock: Clock, side: 'client' | 'server'): VerifiedPeer {
+  if (chain.length === 0) throw peerMissing(side);
+  let cache = caches.get(snapshot);
+  if (!cache) {
+    cache = new Map();
+    caches.set(snapshot, cache);
+  }
+  const h = createHash('sha256');
+  for (const c of chain) h.update(c);
+  const key = h.digest('base64');
+  const now = clock.nowMs();
+  let entry = cache.get(key);
+  if (!entry || now < entry.validFrom || now > entry.validUntil) {
+    entry = verifyChainOnly(chain, snapshot.bundles, snapshot.crls, new Date(now));
+    if (cache.size >= MAX_CACHED) cache.clear();
+    cache.set(key, entry);
+  }
+  return authorize({ ...entry.peer, chain }, authorizer);
+}
+
+/**
+ * The chain a TLS peer sent, leaf first, from getPeerCertificate(true); the self-signed root that
+ * Node appends from the trust store is left off (it must be in the peer's bundle anyway).
+ * Not getPeerX509Certificate(): on Node 20 it takes the intermediates out of the connection's
+ * peer chain, so a second call (ours or the application's) sees the leaf alone.
+ */
+export function peerChain(cert: PeerCertificate | undefined): Buffer[] {
+  const out: Buffer[] = [];
+  let c = cert as DetailedPeerCertificate | undefined;
+  while (c && Buffer.isBuffer(c.raw) && out.length < 16) {
+    const selfSigned = c.issuerCertificate === c;
+    if (selfSigned && out.length > 0) break;
+    out.push(c.raw);
+    if (selfSigned) break;
+    c = c.issuerCertificate;
+  }
+  return out;
+}
