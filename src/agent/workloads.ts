@@ -39,7 +39,9 @@ export class AgentWorkloads implements WorkloadHandler {
    * used (fewer selectors can only match fewer entries); when every attestor fails, so does the call.
    */
   async attest(peer: PeerProcess): Promise<Selector[]> {
-    const results = await Promise.allSettled(this.attestors.map((a) => a.attest(peer.pid)));
+    // The start time read at accept (verifySamePeer proves the process is still that one) saves the unix attestor a /proc read per call.
+    const facts = peer.startTime !== undefined ? { startTime: peer.startTime } : {};
+    const results = await Promise.allSettled(this.attestors.map((a) => a.attest(peer.pid, facts)));
     const out: Selector[] = [];
     let ok = 0;
     for (const [i, r] of results.entries()) {

@@ -40,7 +40,7 @@ export { attestationError, expectObject, type AgentNodeAttestor, type NodeAttest
 export { JOIN_TOKEN, hashJoinToken, joinTokenAgentPlugin, joinTokenId, joinTokenServerPlugin, type JoinTokenPayload } from './nodeattestor/join_token.js';
 export { DEFAULT_AGENT_PATH_TEMPLATE, X509POP, x509PopAgentPlugin, x509PopServerPlugin, type X509PopPayload } from './nodeattestor/x509pop.js';
 export { X509POP_CONTEXT, type X509PopChallenge, type X509PopResponse } from './nodeattestor/x509pop-pop.js';
-export { checkPid, readProcFile, workloadError, type WorkloadAttestor } from './workloadattestor/types.js';
+export { checkPid, readProcFile, workloadError, type ProcessFacts, type WorkloadAttestor } from './workloadattestor/types.js';
 export { UNIX, unixPlugin, type UnixConfig } from './workloadattestor/unix.js';
 export { CGROUP, cgroupPlugin, type CgroupConfig } from './workloadattestor/cgroup.js';
 

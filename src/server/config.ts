@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { WritError } from '../errors.js';
 import { configError, durationField, readConfigFile } from '../configfile.js';
 import { parseSpiffeId, parseTrustDomain } from '../spiffeid/index.js';
+import type { OidcRequesterConfig } from './oidc-requester.js';
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/writ-server/private/admin.sock';
 
@@ -107,6 +108,19 @@ const schema = z
     // Agents and tasks: Cedar policies evaluated at every task start, and the parent ID an agent identity gets by default.
     task_policy_files: z.array(z.string().min(1)).max(64).default([]),
     agent_identity_parent: z.string().min(1).optional(),
+    // The delegation record in task X509-SVIDs (an extension under 2.25.<uuid>, which Go's crypto/x509 cannot parse); JWT-SVIDs always carry it.
+    task_delegation_x509: z.boolean().default(true),
+    // Requesters proven by an OIDC ID token (`writ task start --requester-token`): the issuer trusted for them.
+    task_requester_oidc: z
+      .object({
+        issuer: z.string().url(),
+        audience: z.string().min(1),
+        jwks_url: z.string().url().startsWith('https://').optional(),
+        ca_file: z.string().min(1).optional(),
+        claim: z.string().min(1).max(64).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -155,6 +169,10 @@ export interface ServerConfig {
   taskPolicyFiles: string[];
   /** Parent ID of an agent identity created without one (default spiffe://<td>/host/dev, the alias of `npm start`). */
   agentIdentityParent: string;
+  /** Task X509-SVIDs carry the delegation extension. */
+  taskDelegationX509: boolean;
+  /** The OIDC issuer whose ID tokens prove a task's requester; absent: requester tokens are refused. */
+  taskRequesterOidc?: OidcRequesterConfig;
   /** Sentences about settings that work but are unwise (logged at start). */
   warnings: string[];
 }
@@ -262,6 +280,18 @@ export function validateServerConfig(raw: unknown, source = 'config'): ServerCon
     federation: c.federation.ca_file !== undefined ? { caFile: resolve(c.federation.ca_file) } : {},
     taskPolicyFiles: c.task_policy_files.map((f) => resolve(f)),
     agentIdentityParent: agentIdentityParentOf(c.agent_identity_parent, c.trust_domain, source),
+    taskDelegationX509: c.task_delegation_x509,
+    ...(c.task_requester_oidc
+      ? {
+          taskRequesterOidc: {
+            issuer: c.task_requester_oidc.issuer,
+            audience: c.task_requester_oidc.audience,
+            ...(c.task_requester_oidc.jwks_url !== undefined ? { jwksUrl: c.task_requester_oidc.jwks_url } : {}),
+            ...(c.task_requester_oidc.ca_file !== undefined ? { caFile: resolve(c.task_requester_oidc.ca_file) } : {}),
+            ...(c.task_requester_oidc.claim !== undefined ? { claim: c.task_requester_oidc.claim } : {}),
+          },
+        }
+      : {}),
     warnings,
   };
 }

@@ -11,6 +11,8 @@ import { type Clock, systemClock } from '../clock.js';
 import { WritError, isWritError } from '../errors.js';
 import type { SpiffeId, TrustDomain } from '../spiffeid/index.js';
 import { readCertificateInfo, verifyX509Svid } from '../svid/index.js';
+import { type DelegationRecord, checkDelegationSubject } from '../policy/delegation.js';
+import { decodeDelegationFromCertificate } from '../policy/extension.js';
 import { type Authorizer, runAuthorizer } from './authorize.js';
 import type { TlsSnapshot } from './state.js';
 
@@ -27,6 +29,12 @@ export interface VerifiedPeer {
   serial: string;
   /** Every chain found from the leaf to an authority of its trust domain's bundle, DER. */
   verifiedChains: Buffer[][];
+  /**
+   * The delegation record of a task SVID (who asked, who approved, purpose, deadline, policy
+   * decision), from its non-critical extension; checked to name this SVID's agent and task.
+   * Absent for SVIDs that are not task SVIDs.
+   */
+  delegation?: DelegationRecord;
 }
 
 export interface VerifyPeerOptions {
@@ -64,6 +72,13 @@ function verifyChainOnly(chain: readonly Buffer[], bundles: X509BundleSource, cr
     validFrom = Math.max(validFrom, info.notBefore.getTime());
     validUntil = Math.min(validUntil, info.notAfter.getTime());
   }
+  let delegation: DelegationRecord | undefined;
+  try {
+    delegation = decodeDelegationFromCertificate(Buffer.from(chain[0]!));
+    if (delegation) checkDelegationSubject(delegation, verified.id);
+  } catch (e) {
+    throw invalid(e);
+  }
   const peer = {
     spiffeId: verified.id,
     trustDomain: verified.id.trustDomain,
@@ -71,6 +86,7 @@ function verifyChainOnly(chain: readonly Buffer[], bundles: X509BundleSource, cr
     notAfter: leaf.notAfter,
     serial: leaf.serial.toString('hex'),
     verifiedChains: verified.verifiedChains,
+    ...(delegation ? { delegation } : {}),
   };
   return { peer, validFrom, validUntil };
 }

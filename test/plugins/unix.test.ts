@@ -180,6 +180,12 @@ describe('plugins: unix workload attestor', () => {
     expect(got).to.include('unix:start_time:777001');
     expect(got).to.include(`unix:path:${realpathSync(exe)}`);
     expect(got).to.include(`unix:sha256:${createHash('sha256').update('hello').digest('hex')}`);
+    // The start time the agent read at accept spares the /proc/<pid>/stat read (44 has no stat file).
+    mkdirSync(join(proc, '44'));
+    writeFileSync(join(proc, '44', 'status'), 'Uid:\t7\t7\t7\t7\nGid:\t7\t7\t7\t7\n');
+    symlinkSync(exe, join(proc, '44', 'exe'));
+    expect((await failure(a.attest(44))).code).to.equal('ERR_WORKLOAD_ATTESTATION');
+    expect(values(await a.attest(44, { startTime: '31337' }))).to.include.members(['unix:pid:44', 'unix:start_time:31337']);
     mkdirSync(join(proc, '43'));
     writeFileSync(join(proc, '43', 'status'), 'Name:\tbroken\nUid:\tx\n');
     expect((await failure(a.attest(43))).message).to.include('can not parse');

@@ -12,7 +12,7 @@ import { validateServerConfig } from '../../src/server/config.js';
 import type { ServerContext } from '../../src/server/context.js';
 import { createServerMetrics } from '../../src/server/metrics.js';
 import type { AgentScope } from '../../src/server/nodeapi/index.js';
-import { type Operator, TaskService, loadTaskPolicy } from '../../src/server/tasks/index.js';
+import { type Operator, type RequesterVerifier, TaskService, loadTaskPolicy } from '../../src/server/tasks/index.js';
 import { caFixture, type CaFixture, TD } from '../ca/helpers.js';
 
 export { TD };
@@ -32,8 +32,8 @@ export interface TaskFixture extends CaFixture {
 }
 
 /** `policy`: Cedar text for task_policy_files (written to a file first). */
-export async function taskFixture(opts: { policy?: string } = {}): Promise<TaskFixture> {
-  const ca = await caFixture();
+export async function taskFixture(opts: { policy?: string; requesterVerifier?: RequesterVerifier; clockStart?: number; x509Delegation?: boolean } = {}): Promise<TaskFixture> {
+  const ca = await caFixture(opts.clockStart !== undefined ? { start: opts.clockStart } : {});
   const auditPath = join(ca.dir, 'audit.log');
   const audit = await AuditLog.open(auditPath, { clock: ca.clock });
   let files: string[] = [];
@@ -51,6 +51,8 @@ export async function taskFixture(opts: { policy?: string } = {}): Promise<TaskF
     policy: await loadTaskPolicy(files, ca.clock),
     audit,
     auditPath,
+    ...(opts.requesterVerifier ? { requesterVerifier: opts.requesterVerifier } : {}),
+    ...(opts.x509Delegation !== undefined ? { x509Delegation: opts.x509Delegation } : {}),
   });
   const config = validateServerConfig({ trust_domain: TD, data_dir: join(ca.dir, 'data'), health: { enabled: false }, ca: { key_manager: 'memory' } });
   const ctx: ServerContext = {

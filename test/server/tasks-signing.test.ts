@@ -8,6 +8,11 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { expect } from 'chai';
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { silentLogger } from '../../src/log.js';
+import { validateServerConfig } from '../../src/server/config.js';
+import { WritServer } from '../../src/server/server.js';
 import { AgentCache } from '../../src/agent/cache.js';
 import { X509Bundle } from '../../src/bundle/index.js';
 import type { DataStore } from '../../src/datastore/index.js';
@@ -17,7 +22,7 @@ import { parseTrustDomain } from '../../src/spiffeid/index.js';
 import { DerReader } from '../../src/svid/x509/der.js';
 import { verifyX509Svid } from '../../src/svid/index.js';
 import { issueJwtSvid, issueX509Svids, syncEntries } from '../../src/server/nodeapi/index.js';
-import { TASK_SYNC_HINT_MS, loadTaskPolicy } from '../../src/server/tasks/index.js';
+import { HINT_AFTER_END_MS, TASK_SYNC_HINT_MS, loadTaskPolicy } from '../../src/server/tasks/index.js';
 import { PARENT, ROOT_OP, TD, type TaskFixture, taskFixture } from './tasks-fixture.js';
 
 const AGENT = { name: 'summarizer', selectors: [{ type: 'unix', value: 'uid:1001' }], owner: 'team-docs', max_task_ttl: '30m', delegators: ['any'] };
@@ -84,6 +89,21 @@ describe('server/tasks: signing, policy and the sync hint', () => {
     expect(payloadOf((await issueJwtSvid(f.ctx, f.scope, agentEntry, ['billing'])).token)).to.not.have.property(DELEGATION_CLAIM);
   });
 
+  it('with task_delegation_x509 off, signs task X509-SVIDs without the extension (for Go peers) and still puts the claim in JWT-SVIDs', async () => {
+    await f.done();
+    f = await taskFixture({ x509Delegation: false });
+    await f.service.agents.create(AGENT, ROOT_OP);
+    const { task, delegation } = await f.service.tasks.start(START, ROOT_OP);
+    const [r] = await issueX509Svids(f.ctx, f.scope, [{ entryId: task.entryId, csr: f.csr() }]);
+    if (!r || 'error' in r) throw new Error(`not signed: ${JSON.stringify(r)}`);
+    expect(decodeDelegationFromCertificate(r.chain[0]!)).to.equal(undefined);
+    expect(extensionsOf(r.chain[0]!).map((e) => e.oid)).to.not.include(DELEGATION_OID);
+    expect(Math.floor(r.notAfter.getTime() / 1000)).to.equal(task.deadline);
+    expect(payloadOf((await issueJwtSvid(f.ctx, f.scope, task.entryId, ['billing'])).token)[DELEGATION_CLAIM]).to.deep.equal(delegation);
+    expect(validateServerConfig({ trust_domain: TD, task_delegation_x509: false }).taskDelegationX509).to.equal(false);
+    expect(validateServerConfig({ trust_domain: TD }).taskDelegationX509).to.equal(true);
+  });
+
   it('refuses task-shaped entries that no task started, and tasks ended but not yet cleaned up', async () => {
     const [forged] = await f.store.createEntries([
       { spiffeId: `spiffe://${TD}/agent/summarizer/task/aaaaaaaaaaaaaaaaaaaaaaaaaa`, parentId: PARENT, selectors: [{ type: 'unix', value: 'uid:1001' }], x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [], hint: '', admin: false, downstream: false, federatesWith: [], expiresAt: null },
@@ -117,17 +137,27 @@ describe('server/tasks: signing, policy and the sync hint', () => {
     expect((await f.store.listRevoked()).map((x) => x.serial)).to.include(serial);
   });
 
-  it('asks agents that serve agent identities or tasks to sync within 500 ms, and no others', async () => {
+  it('asks agents serving agent identities to sync within 500 ms, and every agent while a task runs or just ended', async () => {
     const other = new Set([`spiffe://${TD}/host/elsewhere`]);
-    await f.service.issuance.refreshHint();
-    expect(f.service.issuance.syncHintMs(f.scope.parents)).to.equal(TASK_SYNC_HINT_MS);
-    expect(f.service.issuance.syncHintMs(other)).to.equal(undefined);
+    const hint = async (parents: ReadonlySet<string>) => {
+      await f.service.issuance.refreshHint();
+      return f.service.issuance.syncHintMs(parents);
+    };
+    expect(await hint(f.scope.parents)).to.equal(TASK_SYNC_HINT_MS);
+    expect(await hint(other)).to.equal(undefined, 'no task anywhere: other agents keep their interval');
     f.ctx.ownBundle = async () => ({ trustDomain: TD, document: '{"keys":[]}', sequence: 1, refreshHint: 300, updatedAt: 0 });
     expect((await syncEntries(f.ctx, f.scope, { since: 0, aliasKey: '', federatesWith: [] })).next_sync_ms).to.equal(TASK_SYNC_HINT_MS);
     expect(await syncEntries(f.ctx, { ...f.scope, parents: other }, { since: 0, aliasKey: '', federatesWith: [] })).to.not.have.property('next_sync_ms');
+    // While a task runs, every agent syncs soon: the CRL its end brings matters to services on every host.
+    const { task } = await f.service.tasks.start(START, ROOT_OP);
+    expect(await hint(other)).to.equal(TASK_SYNC_HINT_MS);
+    await f.service.tasks.end(task.id, 'done', ROOT_OP);
+    expect(await hint(other)).to.equal(TASK_SYNC_HINT_MS, 'just ended: one more quick sync for everyone');
+    f.clock.advance(HINT_AFTER_END_MS);
+    expect(await hint(other)).to.equal(undefined);
     await f.service.agents.disable('summarizer', ROOT_OP);
-    await f.service.issuance.refreshHint();
-    expect(f.service.issuance.syncHintMs(f.scope.parents)).to.equal(undefined);
+    f.clock.advance(HINT_AFTER_END_MS);
+    expect(await hint(f.scope.parents)).to.equal(undefined, 'no enabled agent identity under this parent');
   });
 
   it('lets the task policy decide: an unverified requester forbidden, an OS user allowed, both audited with the policy ids', async () => {
@@ -159,7 +189,6 @@ when { resource.owner == "team-docs" && context.ttl <= 3600 && context.pinned };
     let e: WritError | undefined;
     await loadTaskPolicy(['/nonexistent/tasks.cedar'], f.clock).catch((x: WritError) => (e = x));
     expect(e?.code).to.equal('ERR_POLICY_READ');
-    const { writeFileSync } = await import('node:fs');
     const file = `${f.dir}/bad.cedar`;
     writeFileSync(file, 'permit (principal, action, resource);\n\nforbid (principal, action resource);\n');
     await loadTaskPolicy([file], f.clock).catch((x: WritError) => (e = x));
@@ -176,5 +205,33 @@ when { resource.owner == "team-docs" && context.ttl <= 3600 && context.pinned };
     const sel = (...v: string[]) => v.map((value) => ({ type: 'unix', value }));
     expect(cache.matching(sel('uid:1001', 'pid:7', 'start_time:1')).map((e) => e.id)).to.deep.equal(['task', 'older', 'agent']);
     expect(cache.matching(sel('uid:1001', 'pid:8')).map((e) => e.id)).to.deep.equal(['older', 'agent']);
+  });
+
+  it('reads task_policy_files and agent_identity_parent from the config, and a server with a bad policy file does not start', async () => {
+    const base = { trust_domain: TD, data_dir: `${f.dir}/srv`, health: { enabled: false }, node_api: { enabled: false }, ca: { key_manager: 'memory' }, admin: { socket_path: `${f.dir}/admin.sock` } };
+    const c = validateServerConfig({ ...base, task_policy_files: ['rel/tasks.cedar'], agent_identity_parent: `spiffe://${TD}/host/ai` });
+    expect(c.taskPolicyFiles).to.deep.equal([resolve('rel/tasks.cedar')]);
+    expect(c.agentIdentityParent).to.equal(`spiffe://${TD}/host/ai`);
+    expect(validateServerConfig(base).agentIdentityParent).to.equal(`spiffe://${TD}/host/dev`);
+    for (const bad of ['spiffe://other.org/host/x', `spiffe://${TD}`, 'not an id']) {
+      let e: WritError | undefined;
+      try {
+        validateServerConfig({ ...base, agent_identity_parent: bad });
+      } catch (x) {
+        e = x as WritError;
+      }
+      expect(e?.code, bad).to.equal('ERR_CONFIG_INVALID');
+      expect(e?.details?.field).to.equal('agent_identity_parent');
+    }
+    const file = `${f.dir}/broken.cedar`;
+    writeFileSync(file, '@id("a")\npermit (principal, action, resource)\nwhen { nonsense here };\n');
+    let e: WritError | undefined;
+    await WritServer.start(validateServerConfig({ ...base, task_policy_files: [file] }), { logger: silentLogger }).then(
+      (s) => s.stop(),
+      (x: WritError) => (e = x),
+    );
+    expect(e?.code).to.equal('ERR_POLICY_PARSE');
+    expect(e?.message).to.match(new RegExp(`^${file} line 3`));
+    expect(existsSync(`${f.dir}/admin.sock`)).to.equal(false, 'nothing is left listening');
   });
 });

@@ -16,6 +16,8 @@ export interface PeerProcess {
   gid: number;
   /** A pidfd for the process (SO_PEERPIDFD or pidfd_open), or -1 where the kernel has none. */
   pidfd: number;
+  /** Its start time (/proc/<pid>/stat field 22), read once when it connected; undefined if it was gone then. */
+  startTime?: string;
 }
 
 /** One X509-SVID as the Workload API sends it. */

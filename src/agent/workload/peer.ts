@@ -44,7 +44,7 @@ export class TrackedPeer {
 
   /** The process as the WorkloadHandler sees it (pidfd -1 once the connection is closed). */
   get process(): PeerProcess {
-    return { pid: this.pid, uid: this.uid, gid: this.gid, pidfd: this.#pidfd };
+    return { pid: this.pid, uid: this.uid, gid: this.gid, pidfd: this.#pidfd, ...(this.startTime !== undefined ? { startTime: this.startTime } : {}) };
   }
 
   get closed(): boolean {

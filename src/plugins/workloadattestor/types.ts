@@ -8,10 +8,16 @@ import { readFileSync } from 'node:fs';
 import type { Selector } from '../../datastore/index.js';
 import { WritError } from '../../errors.js';
 
+/** What the agent already knows about the calling process; an attestor may use it instead of reading /proc. */
+export interface ProcessFacts {
+  /** The start time (field 22 of /proc/<pid>/stat), read when the process connected. */
+  startTime?: string;
+}
+
 export interface WorkloadAttestor {
   readonly name: string;
   /** The selectors of process `pid`; their type is the attestor's name. ERR_WORKLOAD_ATTESTATION on failure. */
-  attest(pid: number): Promise<Selector[]>;
+  attest(pid: number, facts?: ProcessFacts): Promise<Selector[]>;
   close?(): Promise<void> | void;
 }
 

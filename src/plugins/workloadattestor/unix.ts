@@ -23,7 +23,7 @@ import type { Logger } from '../../log.js';
 import { lookupGroupName, lookupUserName } from '../../platform/users.js';
 import { parseStartTime } from '../../platform/procstat.js';
 import { type PluginDeps, WORKLOAD_ATTESTOR, declarePlugin, keepValidSelectors } from '../contract.js';
-import { type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
+import { type ProcessFacts, type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
 
 export const UNIX = 'unix';
 
@@ -109,7 +109,7 @@ class UnixAttestor implements WorkloadAttestor {
     private readonly logger: Logger,
   ) {}
 
-  async attest(pid: number): Promise<Selector[]> {
+  async attest(pid: number, facts: ProcessFacts = {}): Promise<Selector[]> {
     checkPid(UNIX, pid);
     const status = parseProcStatus(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status'));
     if (!status) throw workloadError(UNIX, pid, `The unix attestor can not parse /proc/${pid}/status.`);
@@ -127,7 +127,7 @@ class UnixAttestor implements WorkloadAttestor {
       const n = lookupGroupName(g);
       if (n !== undefined) values.push(`supplementary_group:${n}`);
     }
-    if (this.cfg.pid_selectors) values.push(`pid:${pid}`, `start_time:${await this.startTime(pid)}`);
+    if (this.cfg.pid_selectors) values.push(`pid:${pid}`, `start_time:${facts.startTime ?? (await this.startTime(pid))}`);
     if (this.cfg.discover_workload_path) values.push(...(await this.pathSelectors(pid)));
     return keepValidSelectors(
       values.map((value) => ({ type: UNIX, value })),

@@ -53,7 +53,7 @@ export async function issueX509Svids(ctx: ServerContext, scope: AgentScope, requ
         publicKey: key,
         ttl: task ? ctx.tasks!.issuance.capTtl(ttl, task) : ttl,
         ...(entry.dnsNames.length ? { dnsNames: entry.dnsNames } : {}),
-        ...(task ? { extraExtensions: [task.extension] } : {}),
+        ...(task?.extension ? { extraExtensions: [task.extension] } : {}),
       });
       issued.push({ serial: svid.serial, issuerSki: svid.issuerSki, spiffeId: entry.spiffeId, entryId: entry.id, agentId: scope.agentId, issuedAt: now, notAfter: Math.floor(svid.notAfter.getTime() / 1000) });
       results.push({ entryId: entry.id, chain: svid.chain, serial: svid.serial, notAfter: svid.notAfter, revision: entry.revision });

@@ -5,8 +5,9 @@
  * Every answer also carries the trust bundle, the bundles of trust domains its entries federate
  * with (those of the entries sent, plus those the agent names for the entries it already has),
  * the current CRLs, and the tainted authorities (forced CA rotation), which agents without that
- * feature simply ignore. Agents that serve agent identities or tasks are told to sync again soon
- * (next_sync_ms), so the end of a task reaches its workloads and the CRL within about a second.
+ * feature simply ignore. Agents are told to sync again soon (next_sync_ms) when they serve agent
+ * identities, and all of them while tasks run (src/server/tasks/issuance.ts), so the end of a task
+ * reaches its workloads, and its CRL every host, within about a second.
  */
 import { entryToJson, type EntryJson } from '../../registry/index.js';
 import type { ServerContext } from '../context.js';
@@ -34,7 +35,7 @@ export interface SyncResponse {
   tainted_x509_authorities: string[];
   /** kids of tainted JWT keys: agents drop JWT-SVIDs they signed. */
   tainted_jwt_kids: string[];
-  /** Present when the agent serves agent identities or tasks: sync again within this many ms (so task ends reach workloads fast). */
+  /** Present while the agent should sync again soon (it serves agent identities, or tasks run): within this many ms. */
   next_sync_ms?: number;
 }
 

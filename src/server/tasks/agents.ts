@@ -34,6 +34,8 @@ export class AgentIdentities {
   constructor(
     private readonly deps: TaskDeps,
     private readonly tasks: Tasks,
+    /** Told after every change (the sync hint follows which parents serve agents). */
+    private readonly onChange: () => void = () => undefined,
   ) {}
 
   #parentOf(raw: unknown): string {
@@ -124,6 +126,7 @@ export class AgentIdentities {
   }
 
   async #audit(kind: string, a: AgentIdentity, by: Operator, fields: Record<string, JsonValue>): Promise<void> {
+    this.onChange();
     await this.deps.audit.append({ kind, actors: { agent: a.spiffeId, approver: partyOf(by) }, details: { name: a.name, ...fields } });
     this.deps.logger.info({ event: kind, agent: a.name, by: by.id }, kind);
   }

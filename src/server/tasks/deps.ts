@@ -18,6 +18,8 @@ export interface TaskDeps {
   policy: TaskPolicy;
   audit: TaskAuditSink;
   requesterVerifier: RequesterVerifier;
+  /** Put the delegation record in task X509-SVIDs (default true); see `task_delegation_x509`. */
+  x509Delegation?: boolean;
   random?: RandomSource;
 }
 

@@ -15,10 +15,10 @@ export {
   type TaskPolicyDecision,
   type TaskPolicyRequest,
 } from './hooks.js';
-export { TASK_SYNC_HINT_MS, TaskIssuance, type TaskSigning } from './issuance.js';
+export { HINT_AFTER_END_MS, TASK_SYNC_HINT_MS, TaskIssuance, type TaskSigning } from './issuance.js';
 export { type AgentIdentityJson, type TaskJson, agentIdentityJson, taskJson } from './json.js';
 export { AGENT_NAME, TASK_ID, checkDelegators, delegatorAllowed, newTaskId } from './names.js';
 export { revokeEntry, revokeIssued, type Revocation } from './revoke.js';
 export { TaskService, type TaskServiceDeps } from './service.js';
-export { Tasks, type EndedTask, type TaskStartInput } from './tasks.js';
+export { Tasks, type EndedTask, type TaskChange, type TaskStartInput } from './tasks.js';
 export { AUDIT_FILE, openTaskService } from './open.js';

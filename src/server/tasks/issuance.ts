@@ -6,8 +6,10 @@
  * After a batch is recorded, SVIDs of tasks that ended meanwhile are revoked at once (ending lists
  * the serials after marking the task ended, so between the two every serial is caught).
  *
- * The sync hint: agents that serve agent identities or active tasks are told to sync again within
- * TASK_SYNC_HINT_MS, so a task's start and end reach its process within about a second.
+ * The sync hint: agents are told to sync again within TASK_SYNC_HINT_MS when they serve agent
+ * identities (so a task's start reaches its process fast) and, while any task is active or one
+ * ended in the last HINT_AFTER_END_MS, every agent (so the CRL with an ended task's serials reaches
+ * the services on every host fast, not only the task's own).
  */
 import { WritError } from '../../errors.js';
 import type { IssuedSvid, RegistrationEntry } from '../../datastore/index.js';
@@ -16,21 +18,25 @@ import { type TaskDeps, looksLikeTaskId, nowSeconds } from './deps.js';
 import { revokeIssued } from './revoke.js';
 
 export const TASK_SYNC_HINT_MS = 500;
+/** How long after the last task ended every agent is still hinted. */
+export const HINT_AFTER_END_MS = 5000;
 const MAX_CACHED = 4096;
 
 export interface TaskSigning {
   taskId: string;
   /** Unix seconds; no SVID of the task lives past it. */
   deadline: number;
-  /** The delegation extension (a complete Extension DER) for the X509-SVID. */
-  extension: Buffer;
+  /** The delegation extension (a complete Extension DER) for the X509-SVID; absent when `task_delegation_x509` is off. */
+  extension?: Buffer;
   /** The delegation claim for JWT-SVIDs. */
   claims: Record<string, unknown>;
 }
 
 export class TaskIssuance {
-  readonly #encoded = new Map<string, { extension: Buffer; claims: Record<string, unknown> }>();
+  readonly #encoded = new Map<string, { extension?: Buffer; claims: Record<string, unknown> }>();
   #hintParents = new Set<string>();
+  #activeTasks = 0;
+  #lastEndMs = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly deps: TaskDeps) {}
 
@@ -47,7 +53,7 @@ export class TaskIssuance {
     let enc = this.#encoded.get(task.id);
     if (!enc) {
       const record = parseDelegationJson(task.delegation);
-      enc = { extension: encodeDelegationExtension(record).der, claims: delegationClaims(record) };
+      enc = { ...(this.deps.x509Delegation === false ? {} : { extension: encodeDelegationExtension(record).der }), claims: delegationClaims(record) };
       if (this.#encoded.size >= MAX_CACHED) this.#encoded.clear();
       this.#encoded.set(task.id, enc);
     }
@@ -83,17 +89,22 @@ export class TaskIssuance {
   async refreshHint(): Promise<void> {
     const parents = new Set<string>();
     for (const a of await this.deps.datastore.listAgentIdentities()) if (!a.disabled) parents.add(a.parentId);
-    for (const t of await this.deps.datastore.listTasks({ status: 'active', limit: 10_000 })) parents.add(t.parentId);
+    const active = await this.deps.datastore.listTasks({ status: 'active', limit: 10_000 });
+    for (const t of active) parents.add(t.parentId);
     this.#hintParents = parents;
+    this.#activeTasks = active.length;
   }
 
   /** How soon an agent with these parent IDs should sync again, or undefined for its own interval. */
   syncHintMs(parents: ReadonlySet<string>): number | undefined {
+    if (this.#activeTasks > 0 || this.deps.clock.nowMs() < this.#lastEndMs + HINT_AFTER_END_MS) return TASK_SYNC_HINT_MS;
     for (const p of parents) if (this.#hintParents.has(p)) return TASK_SYNC_HINT_MS;
     return undefined;
   }
 
-  forget(taskId: string): void {
+  /** A task ended: every agent stays hinted a little longer, so the new CRL reaches them all. */
+  ended(taskId: string): void {
     this.#encoded.delete(taskId);
+    this.#lastEndMs = this.deps.clock.nowMs();
   }
 }

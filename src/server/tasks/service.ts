@@ -33,11 +33,12 @@ export class TaskService {
     this.auditPath = auditPath;
     this.#onClose = onClose;
     this.tasks = new Tasks(this.deps);
-    this.agents = new AgentIdentities(this.deps, this.tasks);
     this.issuance = new TaskIssuance(this.deps);
-    this.tasks.onChange(() => {
-      this.#hintAt = 0;
-      void this.#refreshHint();
+    const changed = () => void this.#refreshHint();
+    this.agents = new AgentIdentities(this.deps, this.tasks, changed);
+    this.tasks.onChange((ev) => {
+      if (ev.kind === 'end') this.issuance.ended(ev.taskId);
+      changed();
     });
   }
 

@@ -27,6 +27,11 @@ export interface TaskStartInput {
   selectors?: unknown;
 }
 
+export interface TaskChange {
+  kind: 'start' | 'end';
+  taskId: string;
+}
+
 export interface EndedTask {
   task: TaskRecord;
   revokedSerials: string[];
@@ -52,17 +57,17 @@ function pinOf(input: TaskStartInput): { selectors: Selector[]; pid: number | nu
 }
 
 export class Tasks {
-  #listeners = new Set<() => void>();
+  #listeners = new Set<(ev: TaskChange) => void>();
 
   constructor(private readonly deps: TaskDeps) {}
 
-  /** Called after every start and end (the sync hint and the deadline timers listen). */
-  onChange(fn: () => void): void {
+  /** Called after every start and end (the sync hint listens). */
+  onChange(fn: (ev: TaskChange) => void): void {
     this.#listeners.add(fn);
   }
 
-  #changed(): void {
-    for (const fn of this.#listeners) fn();
+  #changed(ev: TaskChange): void {
+    for (const fn of this.#listeners) fn(ev);
   }
 
   async #requester(input: TaskStartInput, approver: Operator): Promise<{ party: DelegationParty; gids?: readonly number[] }> {
@@ -159,6 +164,11 @@ export class Tasks {
         await ds.deleteEntries([created!.id]).catch(() => undefined);
         throw e;
       }
+      // Disabling marks the agent first, then ends its tasks: a start that raced it ends here.
+      if ((await ds.getAgentIdentity(name))?.disabled !== false) {
+        await this.end(id, 'agent disabled', null).catch(() => undefined);
+        throw new WritError('ERR_TASK_AGENT_DISABLED', `The agent ${name} was disabled while the task started.`);
+      }
       try {
         await audit.append({ kind: 'task.start', actors, decision, details: { ...details, spiffe_id: spiffeId, deadline: delegation.deadline, ttl, pid: pin.pid } });
       } catch (e) {
@@ -167,7 +177,7 @@ export class Tasks {
         throw e;
       }
       this.deps.logger.info({ event: 'task.start', task_id: id, agent: name, deadline: delegation.deadline, approver: approver.id }, 'task started');
-      this.#changed();
+      this.#changed({ kind: 'start', taskId: id });
       return { task, delegation };
     } catch (e) {
       const we = toWritError(e);
@@ -219,7 +229,7 @@ export class Tasks {
       },
     });
     this.deps.logger.info({ event: 'task.end', task_id: task.id, agent: task.agentName, reason: task.endReason, revoked: r.serials.length }, 'task ended');
-    this.#changed();
+    this.#changed({ kind: 'end', taskId: task.id });
     return { task: { ...task, cleanedAt: now }, revokedSerials: r.serials };
   }
 
