@@ -6,6 +6,7 @@ import { benchFetchLatency, benchIssuance, benchRotation, benchWatchMemory } fro
 import { benchAudit } from './bench-audit.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
+import { benchTasks } from './bench-tasks.js';
 import { benchTls } from './bench-tls.js';
 
 interface Row {
@@ -62,6 +63,11 @@ async function main(): Promise<void> {
   rows.push({ name: 'audit appends/s, 64 in flight (group commit; records per sync)', value: `${audit.concurrentAppendsPerSec.toFixed(0)}; ${audit.recordsPerCommit.toFixed(1)}` });
   rows.push({ name: `audit verify records/s (${audit.verifiedRecords} records)`, value: audit.verifyRecordsPerSec.toFixed(0) });
   rows.push({ name: 'Cedar authorize calls/s (3 policies; with a delegation record)', value: `${audit.authorizePerSec.toFixed(0)}; ${audit.authorizeWithDelegationPerSec.toFixed(0)}` });
+
+  // Tasks through the admin API (the CLI's path), each start and end audited and fsynced.
+  const tasks = await benchTasks({ seconds: Math.max(1, seconds / 2) });
+  rows.push({ name: 'task starts/s; ends/s (admin API, one at a time)', value: `${tasks.startsPerSec.toFixed(0)}; ${tasks.endsPerSec.toFixed(0)}` });
+  rows.push({ name: 'task start+end pairs/s (admin API, 16 in flight; TaskService direct)', value: `${tasks.concurrentPairsPerSec.toFixed(0)}; ${tasks.directPairsPerSec.toFixed(0)}` });
 
   const width = Math.max(...rows.map((r) => r.name.length));
   console.log(`writ bench (node ${process.version}, ${seconds} s per CA figure, one thread)`);

@@ -61,6 +61,10 @@ describe('server/tasks: signing, policy and the sync hint', () => {
     if (!r || 'error' in r) throw new Error(`not signed: ${JSON.stringify(r)}`);
     expect(Math.floor(r.notAfter.getTime() / 1000)).to.equal(task.deadline, 'the 1 h default TTL is cut to the 10 min task');
     expect(decodeDelegationFromCertificate(r.chain[0]!)).to.deep.equal(delegation);
+    const issuedRec = (await f.records()).find((x) => x.kind === 'svid.issue');
+    expect(issuedRec?.actors).to.deep.equal({ requester: delegation.requester, approver: delegation.approver, agent: delegation.agent, task: task.id });
+    expect(issuedRec?.details?.serials).to.deep.equal([r.serial]);
+    expect(issuedRec?.decision?.id).to.equal(task.decisionId);
     expect(extensionsOf(r.chain[0]!).filter((e) => e.oid === DELEGATION_OID)).to.deep.equal([{ oid: DELEGATION_OID, critical: false }]);
     // @peculiar/x509 (asn1js) reads the certificate too, though it shortens the 128-bit arc.
     expect(new x509.X509Certificate(r.chain[0]!).extensions.filter((e) => e.type.startsWith('2.25')).map((e) => e.critical)).to.deep.equal([false]);

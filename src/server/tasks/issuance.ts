@@ -67,7 +67,7 @@ export class TaskIssuance {
     return Math.min(ttl, left);
   }
 
-  /** Revokes the just-recorded SVIDs of tasks that ended while they were being signed. */
+  /** Audits the just-recorded SVIDs of tasks (svid.issue), and revokes those whose task ended while they were being signed. */
   async afterIssued(issued: readonly IssuedSvid[]): Promise<void> {
     const byTask = new Map<string, IssuedSvid[]>();
     for (const s of issued) {
@@ -77,6 +77,16 @@ export class TaskIssuance {
     }
     for (const [id, list] of byTask) {
       const task = await this.deps.datastore.getTask(id);
+      if (task) {
+        // The audit trail of a task names every X509-SVID signed for it, with the people behind it.
+        const d = parseDelegationJson(task.delegation);
+        await this.deps.audit.append({
+          kind: 'svid.issue',
+          actors: { requester: d.requester, approver: d.approver, agent: d.agent, task: task.id },
+          decision: { effect: 'allow', id: task.decisionId },
+          details: { serials: list.map((s) => s.serial), issuer_ski: list[0]!.issuerSki, node_agent: list[0]!.agentId, not_after: Math.max(...list.map((s) => s.notAfter)) },
+        });
+      }
       if (task && task.status === 'ended') {
         const serials = await revokeIssued(this.deps.datastore, list, nowSeconds(this.deps.clock), 'task ended');
         this.deps.logger.warn({ event: 'task.late_svid_revoked', task_id: id, serials }, 'SVIDs signed while their task ended were revoked');
