@@ -143,6 +143,13 @@ describe('server/tasks: agent identities and the task lifecycle', () => {
     expect(await code(f.service.tasks.end(task.id, 'again', ROOT_OP))).to.equal('ERR_TASK_ENDED');
     expect(await code(f.service.tasks.end('zzzzzzzzzzzzzzzzzzzzzzzzzz', 'x', ROOT_OP))).to.equal('ERR_TASK_NOT_FOUND');
     expect(await code(f.service.tasks.end('not-a-task-id', 'x', ROOT_OP))).to.equal('ERR_TASK_NOT_FOUND');
+    const refusedEnds = (await f.records()).filter((r) => r.kind === 'task.refused' && r.details?.action === 'task.end');
+    expect(refusedEnds.map((r) => [r.actors?.task, r.details?.code, r.decision?.effect])).to.deep.equal([
+      [task.id, 'ERR_TASK_ENDED', 'deny'],
+      ['zzzzzzzzzzzzzzzzzzzzzzzzzz', 'ERR_TASK_NOT_FOUND', 'deny'],
+      ['not-a-task-id', 'ERR_TASK_NOT_FOUND', 'deny'],
+    ]);
+    expect(refusedEnds[0]!.actors?.approver).to.deep.equal({ id: 'root', authenticatedBy: 'os-user' });
     const endRec = (await f.records()).find((r) => r.kind === 'task.end')!;
     expect(endRec.actors).to.deep.include({ task: task.id, requester: { id: 'alice@example.com', authenticatedBy: 'unverified' } });
     expect(endRec.details).to.deep.include({ reason: 'work done', revoked_serials: [serial], ended_by: { id: 'root', authenticatedBy: 'os-user' } });

@@ -204,9 +204,24 @@ export class Tasks {
 
   /** Ends an active task; ERR_TASK_ENDED when it has ended already. `by` is null for the server itself (deadline). */
   async end(rawId: unknown, reason: string, by: Operator | null): Promise<EndedTask> {
-    const t = await this.get(rawId);
-    const ended = await this.deps.datastore.endTask(t.id, nowSeconds(this.deps.clock), reason);
-    if (!ended) throw new WritError('ERR_TASK_ENDED', `Task ${t.id} ended already (${t.endReason ?? 'ended'}).`);
+    let t: TaskRecord;
+    let ended: TaskRecord | undefined;
+    try {
+      t = await this.get(rawId);
+      ended = await this.deps.datastore.endTask(t.id, nowSeconds(this.deps.clock), reason);
+      if (!ended) throw new WritError('ERR_TASK_ENDED', `Task ${t.id} ended already (${t.endReason ?? 'ended'}).`);
+    } catch (e) {
+      // A refused end (no such task, ended already) is part of the record too.
+      if (e instanceof WritError) {
+        await this.deps.audit.append({
+          kind: 'task.refused',
+          actors: { ...(by ? { approver: { id: by.id, authenticatedBy: by.authenticatedBy } } : {}), task: String(rawId).slice(0, 64) },
+          decision: { effect: 'deny', reason: e.message },
+          details: { action: 'task.end', code: e.code },
+        });
+      }
+      throw e;
+    }
     return this.#cleanup(ended, by);
   }
 
