@@ -197,20 +197,10 @@ export class Authority extends ForcedRotation {
     const now = this.nowSeconds();
     this.#crlNumber = Math.max(this.#crlNumber + 1, now);
     const out: Array<{ issuerSki: string; der: Buffer; thisUpdate: Date; nextUpdate: Date }> = [];
-    for (const s of this.slots['x509-signing'].values()) {
-      if (!s.key || s.record.notAfter <= now) continue;
-      const entries = revoked
-        .filter((r) => r.issuerSki === s.record.authorityId && r.notAfter > now)
-        .map((r) => ({ serial: r.serial, revokedAt: new Date(r.revokedAt * 1000) }));
-      const thisUpdate = new Date(now * 1000);
-      const nextUpdate = new Date((now + validFor) * 1000);
-      const der = await buildCrl({ issuer: s.record.material, key: s.key, entries, thisUpdate, nextUpdate, crlNumber: this.#crlNumber, crypto: this.opts.keyManager.crypto });
-      out.push({ issuerSki: s.record.authorityId, der, thisUpdate, nextUpdate });
-    }
-    // Then one per root, listing the signing CAs it revoked (none: writ retires a root with its whole
-    // tree). Validators that check the whole chain (nginx ssl_crl, node:tls `crl`, openssl
-    // -crl_check_all) need a CRL for every CA in the path, not only for the leaf's issuer.
-    for (const s of this.slots['x509-root'].values()) {
+    // Signing CAs first, then one per root listing the signing CAs it revoked (none: writ retires a
+    // root with its whole tree). Validators that check the whole chain (nginx ssl_crl, node:tls
+    // `crl`, openssl -crl_check_all) need a CRL for every CA in the path, not only the leaf's issuer.
+    for (const s of [...this.slots['x509-signing'].values(), ...this.slots['x509-root'].values()]) {
       if (!s.key || s.record.notAfter <= now) continue;
       const entries = revoked
         .filter((r) => r.issuerSki === s.record.authorityId && r.notAfter > now)

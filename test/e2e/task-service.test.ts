@@ -172,7 +172,7 @@ describe('e2e: a task calls a service over mTLS, is judged by Cedar, and is refu
   });
 
   it('refuses the task process within 2 s of `task end`, with its SVID as the process has it and with a copy it kept', async function () {
-    if (!taskId) this.skip(); // the test before failed: its assertion names why
+    expect(taskId, 'the test before did not start a task (its failure says why)').to.be.a('string');
     run!.proc.stdin!.write('go\n');
     for (const c of ['live', 'kept'] as const) await run!.waitFor(`a 200 through the ${c} client`, (l) => l.event === 'tick' && l.client === c && l.status === 200);
     await cliOk(['task', 'end', taskId, '--reason', 'summary delivered']);
@@ -234,7 +234,7 @@ describe('e2e: a task calls a service over mTLS, is judged by Cedar, and is refu
   });
 
   it('tells the story in the server audit log, which verifies; a one-byte edit in a copy is named by its seq', async function () {
-    if (!taskId) this.skip(); // the first test failed: its assertion names why
+    expect(taskId, 'the first test did not start a task (its failure says why)').to.be.a('string');
     const { records } = JSON.parse(await cliOk(['audit', 'show', '--task', taskId, '--output', 'json'])) as { records: AuditRecord[] };
     // A second end (the CLI of `task run` ends its task when the command exits) is a refused end, also on record.
     const later = records.filter((r) => r.kind === 'task.refused');
@@ -280,7 +280,7 @@ describe('e2e: a task calls a service over mTLS, is judged by Cedar, and is refu
   });
 
   it('disabling the agent takes its identity away and leaves the operator\'s own uid its SVID', async function () {
-    if (!taskId) this.skip(); // the first test failed: its assertion names why
+    expect(taskId, 'the first test did not start a task (its failure says why)').to.be.a('string');
     await cliOk(['agent-identity', 'disable', 'summarizer']);
     await until('uid 65534 to get no identity', async () => {
       const f = await agent!.api(['fetch', 'x509'], { uid: NOBODY, gid: NOBODY });
