@@ -115,29 +115,77 @@ interface CacheEntry {
   validUntil: number;
 }
 
+interface LeafEntry extends CacheEntry {
+  chain: Buffer[];
+}
+
 /** Results kept per snapshot; a new update starts an empty cache. */
 const MAX_CACHED = 1024;
 const caches = new WeakMap<TlsSnapshot, Map<string, CacheEntry>>();
+const leafCaches = new WeakMap<TlsSnapshot, Map<string, LeafEntry>>();
+
+function cacheOf<T>(all: WeakMap<TlsSnapshot, Map<string, T>>, snapshot: TlsSnapshot): Map<string, T> {
+  let cache = all.get(snapshot);
+  if (!cache) {
+    cache = new Map();
+    all.set(snapshot, cache);
+  }
+  return cache;
+}
+
+function keyOf(ders: readonly Buffer[]): string {
+  const h = createHash('sha256');
+  for (const c of ders) h.update(c);
+  return h.digest('base64');
+}
+
+const fresh = (e: CacheEntry | undefined, now: number): e is CacheEntry => e !== undefined && now >= e.validFrom && now <= e.validUntil;
 
 /** verifyPeer against a snapshot's bundles and CRLs, cached per (snapshot, chain). */
 export function verifySnapshotPeer(snapshot: TlsSnapshot, chain: Buffer[], authorizer: Authorizer, clock: Clock, side: 'client' | 'server'): VerifiedPeer {
   if (chain.length === 0) throw peerMissing(side);
-  let cache = caches.get(snapshot);
-  if (!cache) {
-    cache = new Map();
-    caches.set(snapshot, cache);
-  }
-  const h = createHash('sha256');
-  for (const c of chain) h.update(c);
-  const key = h.digest('base64');
+  const cache = cacheOf(caches, snapshot);
+  const key = keyOf(chain);
   const now = clock.nowMs();
   let entry = cache.get(key);
-  if (!entry || now < entry.validFrom || now > entry.validUntil) {
+  if (!fresh(entry, now)) {
     entry = verifyChainOnly(chain, snapshot.bundles, snapshot.crls, new Date(now));
     if (cache.size >= MAX_CACHED) cache.clear();
     cache.set(key, entry);
   }
   return authorize({ ...entry.peer, chain }, authorizer);
+}
+
+/**
+ * verifySnapshotPeer keyed by the leaf alone, for sockets where the leaf is cheap to read and the
+ * whole chain is not (on a server socket getPeerCertificate(true) costs about ten times
+ * getPeerCertificate(false): a tenth of a full handshake). `chainOf` is called only when this leaf
+ * has no fresh result in this snapshot yet.
+ *
+ * Sound because a leaf's bytes fix its issuer's signature: once this leaf verified up to its own
+ * trust domain's bundle with the snapshot's CRLs, it is still issued by that chain whatever
+ * intermediates a later handshake sends (OpenSSL checked those in the handshake; the peer proved
+ * the leaf's key there). The result holds while every certificate of the verified chain is valid
+ * and the snapshot (bundles, CRLs) is current; `chain` in the result is the chain presented when
+ * the leaf was first verified in this snapshot.
+ */
+export function verifySnapshotLeaf(snapshot: TlsSnapshot, leaf: Buffer | undefined, chainOf: () => Buffer[], authorizer: Authorizer, clock: Clock, side: 'client' | 'server'): VerifiedPeer {
+  if (!leaf || leaf.length === 0) throw peerMissing(side);
+  const cache = cacheOf(leafCaches, snapshot);
+  const key = keyOf([leaf]);
+  const now = clock.nowMs();
+  let entry = cache.get(key);
+  if (!fresh(entry, now)) {
+    const chain = chainOf();
+    if (chain.length === 0) throw peerMissing(side);
+    if (!chain[0]!.equals(leaf)) {
+      throw new WritError('ERR_TLS_PEER_INVALID', "The peer's certificate chain does not start with the certificate it presented.");
+    }
+    entry = { ...verifyChainOnly(chain, snapshot.bundles, snapshot.crls, new Date(now)), chain };
+    if (cache.size >= MAX_CACHED) cache.clear();
+    cache.set(key, entry);
+  }
+  return authorize({ ...entry.peer, chain: entry.chain }, authorizer);
 }
 
 /**

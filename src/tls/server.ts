@@ -12,11 +12,11 @@
 import { constants } from 'node:crypto';
 import https from 'node:https';
 import type { RequestListener } from 'node:http';
-import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
+import type { PeerCertificate, Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
 import { type Clock, systemClock } from '../clock.js';
 import { WritError, isWritError } from '../errors.js';
 import type { Authorizer } from './authorize.js';
-import { type VerifiedPeer, peerChain, verifySnapshotPeer } from './peer.js';
+import { type VerifiedPeer, peerChain, verifySnapshotLeaf } from './peer.js';
 import { type TlsSnapshot, type TlsSource, type TlsState, tlsStateOf } from './state.js';
 
 export interface PeerCheckOptions {
@@ -57,7 +57,11 @@ export class PeerCheck {
     if (prev && prev.check === this && prev.generation === snap.generation) return prev;
     let result: SocketPeer;
     try {
-      result = { check: this, generation: snap.generation, peer: verifySnapshotPeer(snap, peerChain(socket.getPeerCertificate(true)), this.authorizer, this.clock, 'client') };
+      // The leaf alone (getPeerCertificate(false)) is cheap and keys the cache; the whole chain
+      // (getPeerCertificate(true), about a tenth of a handshake) is read only for a new leaf.
+      const leaf = (socket.getPeerCertificate(false) as PeerCertificate | null)?.raw;
+      const peer = verifySnapshotLeaf(snap, Buffer.isBuffer(leaf) ? leaf : undefined, () => peerChain(socket.getPeerCertificate(true)), this.authorizer, this.clock, 'client');
+      result = { check: this, generation: snap.generation, peer };
     } catch (e) {
       result = { check: this, generation: snap.generation, error: asTlsError(e) };
     }

@@ -68,7 +68,7 @@ describe('tls: the peer check on a node:tls server', () => {
     });
     s.on('tlsClientError', (e: NodeJS.ErrnoException) => handshakeErrors.push(e.code ?? e.message));
     const port = await listen(s);
-    return { source, port, refused, received, handshakeErrors };
+    return { server: s, source, port, refused, received, handshakeErrors };
   }
 
   const tasks = authorizeMatch('spiffe://example.org/agent/*/task/*');
@@ -172,6 +172,34 @@ describe('tls: the peer check on a node:tls server', () => {
     const srv2 = await startServer(authorizeMatch('spiffe://partner.org/agent/*/task/*'));
     const ok = await rawClient(srv2.port, { cert: partnerPeer.certPem, key: partnerPeer.keyPem, ca: example.rootsPem(), send: 'x' });
     expect(ok.events).to.include('data:ok spiffe://partner.org/agent/a/task/b\n');
+  });
+
+  it('reads the whole client chain once per leaf and source update; a new CRL still refuses a known leaf', async () => {
+    const srv = await startServer(tasks);
+    const chainReads: number[] = [];
+    const s = srv.server;
+    // Runs before the peer check (prepended after it): counts getPeerCertificate(true) per socket.
+    s.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+      const i = chainReads.push(0) - 1;
+      const original = socket.getPeerCertificate.bind(socket);
+      socket.getPeerCertificate = ((detailed?: boolean) => {
+        if (detailed) chainReads[i]!++;
+        return original(detailed as true);
+      }) as typeof socket.getPeerCertificate;
+    });
+    const call = () => rawClient(srv.port, { cert: agentTask.certPem, key: agentTask.keyPem, ca: example.rootsPem(), send: 'x' });
+    for (let i = 0; i < 3; i++) expect((await call()).events).to.include('data:ok spiffe://example.org/agent/summarizer/task/t1\n');
+    expect(chainReads).to.deep.equal([1, 0, 0]);
+    // A cross trust domain forgery is never cached as good: refused every time, chain read every time.
+    for (let i = 0; i < 2; i++) {
+      const out = await rawClient(srv.port, { cert: forged.certPem, key: forged.keyPem, ca: example.rootsPem(), send: 'x' });
+      expect(out.events.some((e) => e.startsWith('data:'))).to.equal(false);
+    }
+    expect(chainReads).to.deep.equal([1, 0, 0, 1, 1]);
+    srv.source.set({ crls: await example.crls([agentTask]) });
+    expect((await call()).events.some((e) => e.startsWith('data:'))).to.equal(false);
+    expect(chainReads).to.deep.equal([1, 0, 0, 1, 1, 1]);
+    expect(srv.refused.map((e) => e.details?.reason)).to.deep.equal(['ERR_SVID_X509_CHAIN', 'ERR_SVID_X509_CHAIN', 'ERR_SVID_X509_REVOKED']);
   });
 
   it('applies the check once per server and detaches on close', async () => {
