@@ -16,11 +16,15 @@
  *   everything and exits when stdin ends.
  */
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { SECURITY_HEADER, workloadClientConstructor, workloadServiceDefinition } from '../src/workloadapi/proto.js';
 
 interface Args {
   mode: 'latency' | 'hold';
+  /** Latency mode: the client stack (default grpc-js). */
+  client?: 'grpc-js' | 'http2';
   socket: string;
   clients?: number;
   calls?: number;
@@ -68,6 +72,60 @@ function timedCall(client: grpc.Client): Promise<number> {
   });
 }
 
+/**
+ * The same call on the gRPC wire without grpc-js (node:http2 only): POST the method path with the
+ * gRPC headers and one empty length-prefixed message, read up to the first whole message, check it
+ * is an X509SVIDResponse with at least one SVID (a field 1 of wire type 2 first), then
+ * RST_STREAM(CANCEL) as a gRPC cancel does and wait for the stream to close. A client that costs
+ * far less CPU per call than grpc-js, so 100 of them in one process add little delay of their own.
+ */
+class RawClient {
+  readonly #session: http2.ClientHttp2Session;
+
+  constructor(socket: string) {
+    this.#session = http2.connect('http://localhost', { createConnection: () => net.connect(socket) });
+    this.#session.on('error', () => undefined); // surfaced per call
+  }
+
+  call(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const t0 = performance.now();
+      let ms: number | undefined;
+      let got: Buffer = Buffer.alloc(0);
+      const stream = this.#session.request(
+        { ':method': 'POST', ':path': method!.path, 'content-type': 'application/grpc', te: 'trailers', [SECURITY_HEADER]: 'true' },
+        { endStream: false },
+      );
+      stream.end(Buffer.alloc(5)); // uncompressed, length 0: an empty X509SVIDRequest
+      stream.on('response', (headers) => {
+        if (headers[':status'] !== 200) reject(new Error(`FetchX509SVID answered HTTP ${String(headers[':status'])}`));
+      });
+      stream.on('data', (d: Buffer) => {
+        if (ms !== undefined) return;
+        got = got.length === 0 ? d : Buffer.concat([got, d]);
+        if (got.length < 5 || got.length < 5 + got.readUInt32BE(1)) return;
+        ms = performance.now() - t0;
+        if (got[0] !== 0 || got.readUInt32BE(1) < 2 || got[5] !== 0x0a) reject(new Error('FetchX509SVID sent something other than an X509SVIDResponse with an SVID'));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      stream.on('trailers', (t) => {
+        if (ms === undefined) reject(new Error(`FetchX509SVID ended with grpc-status ${String(t['grpc-status'])} before a message`));
+      });
+      stream.on('error', (e) => {
+        if (ms === undefined) reject(e);
+      });
+      stream.on('close', () => {
+        if (ms !== undefined) resolve(ms);
+        else reject(new Error('FetchX509SVID stream closed before a message'));
+      });
+    });
+  }
+
+  close(): void {
+    this.#session.close();
+  }
+}
+
 /** Resolves at the next line on stdin (or when stdin ends). */
 function nextStdinLine(): Promise<void> {
   return new Promise((resolve) => {
@@ -86,9 +144,20 @@ function nextStdinLine(): Promise<void> {
   });
 }
 
+interface LatencyClient {
+  call(): Promise<number>;
+  close(): void;
+}
+
+function latencyClient(): LatencyClient {
+  if (args.client === 'http2') return new RawClient(args.socket);
+  const c = newClient();
+  return { call: () => timedCall(c), close: () => c.close() };
+}
+
 async function latency(): Promise<void> {
-  const clients = Array.from({ length: args.clients ?? 100 }, newClient);
-  for (const c of clients) await timedCall(c);
+  const clients = Array.from({ length: args.clients ?? 100 }, latencyClient);
+  for (const c of clients) await c.call();
   process.stdout.write(`${JSON.stringify({ warm: clients.length })}\n`);
   await nextStdinLine();
   const t0 = performance.now();
@@ -101,7 +170,7 @@ async function latency(): Promise<void> {
     clients.map(async (c) => {
       if (pause > 0) await new Promise((r) => setTimeout(r, pause * Math.random()));
       for (let i = 0; i < (args.calls ?? 20); i++) {
-        latencies.push(await timedCall(c));
+        latencies.push(await c.call());
         if (pause > 0) await new Promise((r) => setTimeout(r, pause * (0.5 + Math.random())));
       }
     }),

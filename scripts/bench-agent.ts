@@ -164,12 +164,12 @@ export interface FetchLatency {
  * INTERNAL_ERROR once its client has reset more than 1,000 streams plus 33 a second, and every
  * one-shot fetch ends with a reset (the stream has no end of its own).
  */
-export async function benchFetchLatency(opts: { clients?: number; callsPerClient?: number; pauseMs?: number } = {}): Promise<FetchLatency> {
+export async function benchFetchLatency(opts: { clients?: number; callsPerClient?: number; pauseMs?: number; client?: 'grpc-js' | 'http2' } = {}): Promise<FetchLatency> {
   return withStack('writ-bench-fetch-', '1s', async (s, track) => {
     await serveThisUid(s);
     // The server shares this process; from here on sync at the agent's default interval (5 s), not the 1 s used to set up.
     (s.agent.config as { syncInterval: number }).syncInterval = 5;
-    const child = track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0 }));
+    const child = track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js' }));
     await child.next<{ warm: number }>();
     const cpu0 = process.cpuUsage();
     const loop = monitorEventLoopDelay({ resolution: 1 });

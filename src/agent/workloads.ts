@@ -9,7 +9,7 @@ import { BundleSet } from '../bundle/index.js';
 import type { Clock } from '../clock.js';
 import { WritError, isWritError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { WorkloadAttestor } from '../plugins/workloadattestor/types.js';
+import type { ProcessFacts, WorkloadAttestor } from '../plugins/workloadattestor/types.js';
 import { parseSpiffeId } from '../spiffeid/index.js';
 import { parseAndValidateJwtSvid } from '../svid/index.js';
 import type { AgentCache } from './cache.js';
@@ -40,7 +40,10 @@ export class AgentWorkloads implements WorkloadHandler {
    */
   async attest(peer: PeerProcess): Promise<Selector[]> {
     // The start time read at accept (verifySamePeer proves the process is still that one) saves the unix attestor a /proc read per call.
-    const facts = peer.startTime !== undefined ? { startTime: peer.startTime } : {};
+    const facts: ProcessFacts = {
+      ...(peer.startTime !== undefined ? { startTime: peer.startTime } : {}),
+      ...(peer.statusFd !== undefined && peer.statusFd >= 0 ? { statusFd: peer.statusFd } : {}),
+    };
     const results = await Promise.allSettled(this.attestors.map((a) => a.attest(peer.pid, facts)));
     const out: Selector[] = [];
     let ok = 0;

@@ -16,6 +16,8 @@ export interface PeerProcess {
   gid: number;
   /** A pidfd for the process (SO_PEERPIDFD or pidfd_open), or -1 where the kernel has none. */
   pidfd: number;
+  /** /proc/<pid>/status of this process, held open since it connected (reads fail once it exits), or -1. */
+  statusFd?: number;
   /** Its start time (/proc/<pid>/stat field 22), read once when it connected; undefined if it was gone then. */
   startTime?: string;
 }

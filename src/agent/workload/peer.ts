@@ -4,11 +4,13 @@
  * (SO_PEERPIDFD, else pidfd_open) and the process start time (field 22 of /proc/<pid>/stat).
  * After attestation, verifySamePeer() proves the attested process is still the one that connected:
  * the pidfd says it runs and its start time is unchanged, so a pid reused by another process
- * gets nothing. The pidfd is closed when the connection closes (and no attestation holds it).
+ * gets nothing. /proc/<pid>/status is also opened at accept and held, so the unix attestor reads
+ * that process's current ids with one pread per call (the descriptor fails once it exits). Both
+ * descriptors are closed when the connection closes (and no attestation holds them).
  */
 import type { Socket } from 'node:net';
 import { WritError } from '../../errors.js';
-import { closePidfd, peerCredOf, peerPidfdOf, pidfdAlive, pidfdOpen, readStartTime, type PeerCred } from '../../platform/index.js';
+import { closePidfd, closeProcFile, openProcFile, peerCredOf, peerPidfdOf, pidfdAlive, pidfdOpen, readStartTime, type PeerCred } from '../../platform/index.js';
 import type { PeerProcess } from './handler.js';
 
 /** The one sentence a caller sees when its process cannot be confirmed (as SPIRE words it). */
@@ -30,21 +32,24 @@ export class TrackedPeer {
   readonly startTime: string | undefined;
   readonly #startTimeOf: (pid: number) => string | undefined;
   #pidfd: number;
+  #statusFd: number;
   #closed = false;
   #holds = 0;
 
-  constructor(cred: PeerCred, pidfd: number, startTime: string | undefined, opts: TrackedPeerOptions = {}) {
+  /** `statusFd`: /proc/<pid>/status held open for this process, or -1. The peer owns and closes both descriptors. */
+  constructor(cred: PeerCred, pidfd: number, startTime: string | undefined, opts: TrackedPeerOptions = {}, statusFd = -1) {
     this.pid = cred.pid;
     this.uid = cred.uid;
     this.gid = cred.gid;
     this.#pidfd = pidfd;
+    this.#statusFd = statusFd;
     this.startTime = startTime;
     this.#startTimeOf = opts.startTimeOf ?? ((pid) => readStartTime(pid));
   }
 
-  /** The process as the WorkloadHandler sees it (pidfd -1 once the connection is closed). */
+  /** The process as the WorkloadHandler sees it (descriptors -1 once the connection is closed). */
   get process(): PeerProcess {
-    return { pid: this.pid, uid: this.uid, gid: this.gid, pidfd: this.#pidfd, ...(this.startTime !== undefined ? { startTime: this.startTime } : {}) };
+    return { pid: this.pid, uid: this.uid, gid: this.gid, pidfd: this.#pidfd, statusFd: this.#statusFd, ...(this.startTime !== undefined ? { startTime: this.startTime } : {}) };
   }
 
   get closed(): boolean {
@@ -96,8 +101,11 @@ export class TrackedPeer {
 
   #release(): void {
     const fd = this.#pidfd;
+    const status = this.#statusFd;
     this.#pidfd = -1;
+    this.#statusFd = -1;
     if (fd >= 0) closePidfd(fd);
+    closeProcFile(status);
   }
 
   #failure(reason: string): WritError {
@@ -117,9 +125,15 @@ export function trackPeer(socket: Socket, opts: TrackedPeerOptions = {}): Tracke
   if (pidfd < 0) pidfd = pidfdOpen(cred.pid);
   const startTimeOf = opts.startTimeOf ?? ((pid: number) => readStartTime(pid));
   let startTime = pidfd < 0 || pidfdAlive(pidfd) ? startTimeOf(cred.pid) : undefined;
-  // Alive after the read: the pid was still this process's while /proc was read.
-  if (pidfd >= 0 && !pidfdAlive(pidfd)) startTime = undefined;
-  const peer = new TrackedPeer(cred, pidfd, startTime, opts);
+  // Held only with a pidfd: alive after the open proves the descriptor is this process's.
+  let statusFd = pidfd >= 0 && startTime !== undefined ? openProcFile(cred.pid, 'status') : -1;
+  // Alive after the reads: the pid was still this process's while /proc was read.
+  if (pidfd >= 0 && !pidfdAlive(pidfd)) {
+    startTime = undefined;
+    closeProcFile(statusFd);
+    statusFd = -1;
+  }
+  const peer = new TrackedPeer(cred, pidfd, startTime, opts, statusFd);
   if (socket.destroyed) peer.close();
   else socket.once('close', () => peer.close());
   return peer;

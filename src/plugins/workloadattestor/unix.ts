@@ -111,7 +111,9 @@ class UnixAttestor implements WorkloadAttestor {
 
   async attest(pid: number, facts: ProcessFacts = {}): Promise<Selector[]> {
     checkPid(UNIX, pid);
-    const status = parseProcStatus(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status'));
+    // The descriptor held since the process connected is of /proc, so only when proc_path is /proc.
+    const held = this.cfg.proc_path === '/proc' ? facts.statusFd : undefined;
+    const status = parseProcStatus(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status', held));
     if (!status) throw workloadError(UNIX, pid, `The unix attestor can not parse /proc/${pid}/status.`);
     const uid = effectiveId(status.uids);
     const gid = effectiveId(status.gids);

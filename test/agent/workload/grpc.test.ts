@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { silentLogger } from '../../../src/log.js';
 import { fromStruct, type JWTBundlesResponseMessage, type JWTSVIDResponseMessage, type ValidateJWTSVIDResponseMessage, type X509BundlesResponseMessage, type X509SVIDResponseMessage } from '../../../src/workloadapi/proto.js';
 import { startGrpcWorkloadEndpoint, type GrpcWorkloadEndpoint } from '../../../src/agent/workload/index.js';
-import { TestWorkloadHandler, countPidfds, socketDir, splitDer, waitFor } from './helpers.js';
+import { TestWorkloadHandler, countPidfds, countStatusFds, socketDir, splitDer, waitFor } from './helpers.js';
 import { TestClient, header, isServiceError, statusOf, type StreamReader } from './grpc-helpers.js';
 
 const S = grpc.status;
@@ -231,14 +231,16 @@ describe('agent/workload gRPC endpoint', function () {
     expect(b.details).to.not.match(/secret/);
   });
 
-  it('closes the pidfd of each connection when it closes', async () => {
+  it('closes the pidfd and the held /proc/<pid>/status of each connection when it closes', async () => {
     await waitFor(() => ep.stats().connections === 0, 5000, 'earlier connections to close');
     const before = countPidfds();
+    const statusBefore = countStatusFds();
     const c = new TestClient(ep.socketPath);
     await c.unary('FetchJWTSVID', { audience: ['a'] });
     expect(ep.stats().connections).to.be.at.least(1);
     expect(countPidfds()).to.be.above(before);
+    expect(countStatusFds()).to.be.above(statusBefore);
     c.close();
-    await waitFor(() => countPidfds() === before, 5000, 'the pidfd to be closed');
+    await waitFor(() => countPidfds() === before && countStatusFds() === statusBefore, 5000, 'the descriptors to be closed');
   });
 });

@@ -220,6 +220,19 @@ export function countPidfds(): number {
   return n;
 }
 
+/** Number of /proc/<pid>/status files this process holds open (one per tracked connection). */
+export function countStatusFds(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (/^\/proc\/\d+\/status$/.test(readlinkSync(`/proc/self/fd/${fd}`))) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}
+
 /** Whether tests may switch uid (spawn as 65534). */
 export const isRoot = (): boolean => process.getuid?.() === 0;
 

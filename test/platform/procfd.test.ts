@@ -1,0 +1,82 @@
+/**
+ * Held /proc descriptors against real processes: the text is current at every read (a child
+ * that drops to another uid shows the new uid through the descriptor opened before), a process
+ * that exited fails with ESRCH, and the unix attestor uses the held descriptor when given one.
+ */
+import { expect } from 'chai';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeProcFile, openProcFile, readProcFd } from '../../src/platform/index.js';
+import { parseProcStatus } from '../../src/plugins/workloadattestor/unix.js';
+import { unixPlugin } from '../../src/plugins/index.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+
+const isRoot = process.getuid?.() === 0;
+
+/** A node child that prints "ready", drops to uid/gid 65534 on the line "drop" and prints "dropped". */
+function dropper(): { child: ChildProcess; next: () => Promise<string> } {
+  const child = spawn(process.execPath, ['-e', "process.stdout.write('ready\\n');process.stdin.on('data',()=>{process.setgid(65534);process.setuid(65534);process.stdout.write('dropped\\n')});setTimeout(()=>{},20000)"], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  child.stdout!.on('data', (d: Buffer) => {
+    lines.push(...d.toString().split('\n').filter((l) => l));
+    wake?.();
+  });
+  const next = async (): Promise<string> => {
+    while (lines.length === 0) await new Promise<void>((r) => (wake = r));
+    return lines.shift()!;
+  };
+  return { child, next };
+}
+
+describe('platform/procfd', function () {
+  this.timeout(20_000);
+  const children: ChildProcess[] = [];
+  const fds: number[] = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+    for (const fd of fds.splice(0)) closeProcFile(fd);
+  });
+
+  it('reads the current text of /proc/<pid>/status through a descriptor opened earlier', async function () {
+    if (!isRoot) this.skip(); // dropping to uid 65534 needs root (CI runs as root)
+    const { child, next } = dropper();
+    children.push(child);
+    expect(await next()).to.equal('ready');
+    const fd = openProcFile(child.pid!, 'status');
+    fds.push(fd);
+    expect(fd).to.be.greaterThan(-1);
+    expect(parseProcStatus(readProcFd(fd))!.uids[1]).to.equal(0);
+    child.stdin!.write('drop\n');
+    expect(await next()).to.equal('dropped');
+    const after = parseProcStatus(readProcFd(fd))!;
+    expect(after.uids).to.deep.equal([65534, 65534, 65534, 65534]);
+    expect(after.gids[1]).to.equal(65534);
+  });
+
+  it('fails with ESRCH once the process has exited, and the unix attestor says so', async () => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(()=>{},20000)']);
+    children.push(child);
+    await once(child, 'spawn');
+    const fd = openProcFile(child.pid!, 'status');
+    fds.push(fd);
+    const attestor = await unixPlugin.create(unixPlugin.configSchema.parse({ pid_selectors: false }), { logger: silentLogger, clock: systemClock, trustDomain: 'example.org' });
+    const before = await attestor.attest(child.pid!, { statusFd: fd });
+    expect(before.map((s) => s.value)).to.include(`uid:${process.getuid?.() ?? 0}`);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    expect(() => readProcFd(fd)).to.throw().with.property('code', 'ESRCH');
+    const err = await attestor.attest(child.pid!, { statusFd: fd }).then(
+      () => undefined,
+      (e: unknown) => e as { code?: string; message?: string },
+    );
+    expect(err?.code).to.equal('ERR_WORKLOAD_ATTESTATION');
+    expect(err?.message).to.match(/does not exist/);
+  });
+
+  it('gives -1 for a pid that does not exist or is not a pid', () => {
+    expect(openProcFile(0, 'status')).to.equal(-1);
+    expect(openProcFile(2 ** 31, 'status')).to.equal(-1);
+  });
+});
