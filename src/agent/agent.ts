@@ -86,7 +86,9 @@ export class WritAgent {
       caPem: this.cache.bundle ? this.cache.bundle.x509Authorities.map((d) => encodePem('CERTIFICATE', d)).join('') : (this.#bootstrapCa ?? ''),
       ...(this.#pem ?? {}),
     }));
-    this.workloads = new AgentWorkloads(this.cache, plugins.all(WORKLOAD_ATTESTOR) as WorkloadAttestor[], this.client, this.clock, opts.logger.child({ component: 'workloads' }));
+    this.workloads = new AgentWorkloads(this.cache, plugins.all(WORKLOAD_ATTESTOR) as WorkloadAttestor[], this.client, this.clock, opts.logger.child({ component: 'workloads' }), {
+      allowUnauthenticatedVerifiers: config.allowUnauthenticatedVerifiers,
+    });
   }
 
   #readyResolve(): void {

@@ -28,6 +28,8 @@ const schema = z
     sync_interval: duration('sync_interval').default('5s'),
     node_attestor: plugin,
     workload_attestors: z.array(plugin).min(1).default([{ name: 'unix', config: {} }]),
+    /** SPIRE's option: callers matching no entry may still fetch bundles and validate JWT-SVIDs. */
+    allow_unauthenticated_verifiers: z.boolean().default(false),
     health: z
       .object({ enabled: z.boolean().default(false), bind_address: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8090) })
       .strict()
@@ -48,6 +50,8 @@ export interface AgentConfig {
   syncInterval: number;
   nodeAttestor: { name: string; config: Record<string, unknown> };
   workloadAttestors: Array<{ name: string; config: Record<string, unknown> }>;
+  /** Callers that match no entry may fetch the own trust domain's bundles and validate JWT-SVIDs against it (default false, as SPIRE). */
+  allowUnauthenticatedVerifiers: boolean;
   health: { enabled: boolean; bindAddress: string; port: number };
 }
 
@@ -77,6 +81,7 @@ export function validateAgentConfig(raw: unknown, source = 'config'): AgentConfi
     syncInterval: c.sync_interval,
     nodeAttestor: c.node_attestor,
     workloadAttestors: c.workload_attestors,
+    allowUnauthenticatedVerifiers: c.allow_unauthenticated_verifiers,
     health: { enabled: c.health.enabled, bindAddress: c.health.bind_address, port: c.health.port },
   };
 }

@@ -28,7 +28,15 @@ export class AgentWorkloads implements WorkloadHandler {
     private readonly client: NodeClient,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly opts: { allowUnauthenticatedVerifiers?: boolean } = {},
   ) {}
+
+  /** The entries of a verifier (bundles, validation): ERR_WORKLOAD_NO_IDENTITY for none unless allowed. */
+  #verifierEntries(selectors: readonly Selector[]) {
+    const entries = this.cache.matching(selectors);
+    if (!this.cache.bundle || (entries.length === 0 && !this.opts.allowUnauthenticatedVerifiers)) throw NO_IDENTITY();
+    return entries;
+  }
 
   ready(): boolean {
     return this.cache.bundle !== undefined;
@@ -92,20 +100,25 @@ export class AgentWorkloads implements WorkloadHandler {
   }
 
   x509Bundles(selectors: readonly Selector[]): X509BundlesState {
-    const entries = this.cache.matching(selectors);
-    if (entries.length === 0 || !this.cache.bundle) throw NO_IDENTITY();
+    const entries = this.#verifierEntries(selectors);
     const bundles = this.#federatedFor(new Set(entries.flatMap((e) => e.federatesWith)));
-    bundles.set(this.cache.trustDomain, this.cache.bundle.x509Authorities);
+    bundles.set(this.cache.trustDomain, this.cache.bundle!.x509Authorities);
     return { bundles, crls: this.cache.crls };
   }
 
   jwtBundles(selectors: readonly Selector[]): Map<string, string> {
-    const entries = this.cache.matching(selectors);
-    if (entries.length === 0 || !this.cache.bundle) throw NO_IDENTITY();
-    const out = new Map<string, string>([[this.cache.trustDomain, this.cache.bundle.jwtBundle().marshal()]]);
+    const out = new Map<string, string>();
+    for (const b of this.#jwtBundlesFor(selectors)) out.set(b.trustDomain.name, b.jwtBundle().marshal());
+    return out;
+  }
+
+  /** The own bundle, then those of the trust domains the caller's entries federate with. */
+  #jwtBundlesFor(selectors: readonly Selector[]) {
+    const entries = this.#verifierEntries(selectors);
+    const out = [this.cache.bundle!];
     for (const td of new Set(entries.flatMap((e) => e.federatesWith))) {
       const b = this.cache.federated.get(td);
-      if (b) out.set(td, b.jwtBundle().marshal());
+      if (b) out.push(b);
     }
     return out;
   }
@@ -144,9 +157,10 @@ export class AgentWorkloads implements WorkloadHandler {
     }
   }
 
-  async validateJwtSvid(token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }> {
+  async validateJwtSvid(selectors: readonly Selector[], token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }> {
     if (!token || !audience) throw new WritError('ERR_INPUT_INVALID', 'Both the token and the audience are required.');
-    const set = new BundleSet([...(this.cache.bundle ? [this.cache.bundle] : []), ...this.cache.federated.values()]);
+    // As SPIRE: the caller's own trust domain and those its entries federate with, not every bundle the agent holds.
+    const set = new BundleSet(this.#jwtBundlesFor(selectors));
     const svid = parseAndValidateJwtSvid(token, set, [audience], { now: this.clock.now() });
     return { spiffeId: svid.id.toString(), claims: svid.claims };
   }

@@ -178,8 +178,8 @@ export function workloadServiceImplementation(ctx: CallContext, def: grpc.Servic
     ValidateJWTSVID: unary(ctx, 'ValidateJWTSVID', async (req: ValidateJWTSVIDRequestMessage, call) => {
       checkSecurityHeader(call.metadata.get(SECURITY_HEADER));
       const { audience, svid } = checkValidateRequest(req.audience, req.svid);
-      await admit(ctx, call);
-      const { spiffeId, claims } = await h.validateJwtSvid(svid, audience);
+      const selectors = await admit(ctx, call);
+      const { spiffeId, claims } = await h.validateJwtSvid(selectors, svid, audience);
       return { spiffe_id: spiffeId, claims: toStruct(claims) };
     }),
     FetchWITSVID: unimplemented('The WIT-SVID profile'),

@@ -65,9 +65,13 @@ export interface WorkloadHandler {
   attest(peer: PeerProcess): Promise<Selector[]>;
   /** What a caller with these selectors gets now. */
   x509State(selectors: readonly Selector[]): X509State;
-  /** Own and federated bundles for a caller with these selectors (throws ERR_WORKLOAD_NO_IDENTITY if it has none). */
+  /**
+   * Own and federated bundles for a caller with these selectors: the federated ones its entries
+   * federate with. ERR_WORKLOAD_NO_IDENTITY when it matches no entry, unless unauthenticated
+   * verifiers are allowed (then the own trust domain's bundle only).
+   */
   x509Bundles(selectors: readonly Selector[]): X509BundlesState;
-  /** Trust domain name → JWKS JSON (keys with kid, no `use`, no spiffe_* members). */
+  /** Trust domain name → JWKS JSON (keys with kid, no `use`, no spiffe_* members); the same rule as x509Bundles. */
   jwtBundles(selectors: readonly Selector[]): Map<string, string>;
   /**
    * Calls `listener` after every change of the cache (SVID rotated, entry added or removed, bundle
@@ -77,6 +81,10 @@ export interface WorkloadHandler {
   subscribe(listener: () => void): () => void;
   /** JWT-SVIDs for `audience` (one per identity, or only `spiffeId`); ERR_WORKLOAD_NO_IDENTITY when none. */
   fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidState[]>;
-  /** Validates a JWT-SVID against the bundles this agent knows; ERR_SVID_JWT_* when invalid. */
-  validateJwtSvid(token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }>;
+  /**
+   * Validates a JWT-SVID for a caller with these selectors against the JWT bundles jwtBundles()
+   * gives it (so ERR_WORKLOAD_NO_IDENTITY for a caller with no entry unless unauthenticated
+   * verifiers are allowed); ERR_SVID_JWT_* when the token is invalid.
+   */
+  validateJwtSvid(selectors: readonly Selector[], token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }>;
 }

@@ -157,8 +157,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
     route('jwt/validate', async (req, res) => {
       const body = bodyOf(req);
       const { audience, svid } = checkValidateRequest(body.audience, body.svid);
-      await selectorsOf(req);
-      const { spiffeId, claims } = await handler.validateJwtSvid(svid, audience);
+      const { spiffeId, claims } = await handler.validateJwtSvid(await selectorsOf(req), svid, audience);
       res.json({ spiffe_id: spiffeId, claims });
     }),
   );

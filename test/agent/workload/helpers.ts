@@ -176,7 +176,7 @@ export class TestWorkloadHandler implements WorkloadHandler {
     );
   }
 
-  async validateJwtSvid(token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }> {
+  async validateJwtSvid(_selectors: readonly Selector[], token: string, audience: string): Promise<{ spiffeId: string; claims: Record<string, unknown> }> {
     const svid = parseAndValidateJwtSvid(token, this.#jwtBundle(), [audience], { now: new Date(this.ca.clock.nowMs()) });
     return { spiffeId: svid.id.toString(), claims: svid.claims };
   }
