@@ -12,8 +12,9 @@
  *   decoder, about 95 µs) costs more than verify + sign together (about 85 µs), so
  *   `ratioPreparsed` stays under 0.4 however lean the rest is.
  * - benchFetchLatency: FetchX509SVID time to first message as 100 concurrent workload clients
- *   see it (one grpc-js connection each, in a child process): p50, p99 (target p99 <= 5 ms),
- *   throughput and CPU per call on each side. With pauseMs 0 every client calls back to back, so
+ *   see it (one connection each, grpc-js, node:http2 or hand-written HTTP/2 frames, spread over
+ *   `processes` child processes): p50, p99 (target p99 <= 5 ms), throughput and CPU per call on
+ *   each side. With pauseMs 0 every client calls back to back, so
  *   the figure is queueing: latency = clients / throughput (Little's law), bounded by the slower
  *   process (the grpc-js clients). pauseMs > 0 paces each client, so it shows the service time
  *   under a load both processes keep up with.
@@ -164,31 +165,51 @@ export interface FetchLatency {
  * INTERNAL_ERROR once its client has reset more than 1,000 streams plus 33 a second, and every
  * one-shot fetch ends with a reset (the stream has no end of its own).
  */
-export async function benchFetchLatency(opts: { clients?: number; callsPerClient?: number; pauseMs?: number; client?: 'grpc-js' | 'http2' } = {}): Promise<FetchLatency> {
+export interface FetchLatencyOptions {
+  clients?: number;
+  callsPerClient?: number;
+  pauseMs?: number;
+  /** The client stack (default grpc-js). */
+  client?: 'grpc-js' | 'http2' | 'wire';
+  /** Client processes the clients are spread over (default 1): real workloads are separate processes. */
+  processes?: number;
+  /** Untimed calls each client makes first (default 1), so the timed calls run on warmed-up code. */
+  warmCalls?: number;
+}
+
+export async function benchFetchLatency(opts: FetchLatencyOptions = {}): Promise<FetchLatency> {
   return withStack('writ-bench-fetch-', '1s', async (s, track) => {
     await serveThisUid(s);
     // The server shares this process; from here on sync at the agent's default interval (5 s), not the 1 s used to set up.
     (s.agent.config as { syncInterval: number }).syncInterval = 5;
-    const child = track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js' }));
-    await child.next<{ warm: number }>();
+    const clients = opts.clients ?? 100;
+    const processes = Math.max(1, Math.min(clients, opts.processes ?? 1));
+    const children: ClientChild[] = [];
+    for (let i = 0; i < processes; i++) {
+      // Clients spread as evenly as they go: 100 over 8 is 13 × 4 + 12 × 4.
+      const n = Math.floor(clients / processes) + (i < clients % processes ? 1 : 0);
+      children.push(track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: n, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js', warm: opts.warmCalls ?? 1 })));
+    }
+    await Promise.all(children.map((c) => c.next<{ warm: number }>()));
     const cpu0 = process.cpuUsage();
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
-    child.send('go');
-    const r = await child.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>();
+    for (const c of children) c.send('go');
+    const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>()));
     const cpu = process.cpuUsage(cpu0);
     loop.disable();
-    const sorted = [...r.latencies].sort((a, b) => a - b);
+    const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
     const calls = sorted.length;
+    const wallMs = Math.max(...results.map((r) => r.wallMs));
     return {
       p50Ms: percentile(sorted, 50),
       p99Ms: percentile(sorted, 99),
       calls,
-      callsPerSec: calls / (r.wallMs / 1000),
+      callsPerSec: calls / (wallMs / 1000),
       agentCpuUsPerCall: (cpu.user + cpu.system) / calls,
-      clientCpuUsPerCall: r.cpuUs / calls,
+      clientCpuUsPerCall: results.reduce((a, r) => a + r.cpuUs, 0) / calls,
       agentLoopMaxMs: loop.max / 1e6,
-      clientLoopMaxMs: r.loopMaxMs,
+      clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
     };
   });
 }

@@ -52,6 +52,16 @@ export class AgentWorkloads implements WorkloadHandler {
       ...(peer.startTime !== undefined ? { startTime: peer.startTime } : {}),
       ...(peer.statusFd !== undefined && peer.statusFd >= 0 ? { statusFd: peer.statusFd } : {}),
     };
+    if (this.attestors.length === 1) {
+      // The usual case (unix alone), without allSettled's per-call arrays and promises.
+      const only = this.attestors[0]!;
+      try {
+        return await only.attest(peer.pid, facts);
+      } catch (e) {
+        this.logger.warn({ attestor: only.name, pid: peer.pid, reason: e instanceof Error ? e.message : String(e) }, 'a workload attestor failed');
+        throw new WritError('ERR_WORKLOAD_ATTESTATION', 'workload attestation failed');
+      }
+    }
     const results = await Promise.allSettled(this.attestors.map((a) => a.attest(peer.pid, facts)));
     const out: Selector[] = [];
     let ok = 0;

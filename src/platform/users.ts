@@ -49,6 +49,11 @@ function table(path: string): Table | undefined {
   }
 }
 
+/** Changes whenever either table changes (inode, size, mtime; checked at most once a second); for caches of looked-up names. */
+export function namesStamp(passwd = '/etc/passwd', group = '/etc/group'): string {
+  return `${table(passwd)?.stamp ?? '-'}|${table(group)?.stamp ?? '-'}`;
+}
+
 export function lookupUserName(uid: number, passwd = '/etc/passwd'): string | undefined {
   return table(passwd)?.byId.get(String(uid));
 }

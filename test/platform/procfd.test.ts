@@ -48,11 +48,19 @@ describe('platform/procfd', function () {
     fds.push(fd);
     expect(fd).to.be.greaterThan(-1);
     expect(parseProcStatus(readProcFd(fd))!.uids[1]).to.equal(0);
+    // The attestor caches selectors by the id lines it reads: the same instance must follow the change.
+    const attestor = await unixPlugin.create(unixPlugin.configSchema.parse({}), { logger: silentLogger, clock: systemClock, trustDomain: 'example.org' });
+    const values = async () => (await attestor.attest(child.pid!, { statusFd: fd, startTime: '1' })).map((s) => s.value);
+    expect(await values()).to.include.members(['uid:0', 'gid:0', `pid:${child.pid}`, 'start_time:1']);
+    expect(await values()).to.include('uid:0');
     child.stdin!.write('drop\n');
     expect(await next()).to.equal('dropped');
     const after = parseProcStatus(readProcFd(fd))!;
     expect(after.uids).to.deep.equal([65534, 65534, 65534, 65534]);
     expect(after.gids[1]).to.equal(65534);
+    const dropped = await values();
+    expect(dropped).to.include.members(['uid:65534', 'gid:65534']);
+    expect(dropped).to.not.include('uid:0');
   });
 
   it('fails with ESRCH once the process has exited, and the unix attestor says so', async () => {

@@ -20,7 +20,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Selector } from '../../datastore/index.js';
 import type { Logger } from '../../log.js';
-import { lookupGroupName, lookupUserName } from '../../platform/users.js';
+import { lookupGroupName, lookupUserName, namesStamp } from '../../platform/users.js';
 import { parseStartTime } from '../../platform/procstat.js';
 import { type PluginDeps, WORKLOAD_ATTESTOR, declarePlugin, keepValidSelectors } from '../contract.js';
 import { type ProcessFacts, type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
@@ -101,8 +101,21 @@ const config = z
   .strict();
 export type UnixConfig = z.infer<typeof config>;
 
+/** The Uid:, Gid: and Groups: lines of a status text, joined: all the id selectors depend on. */
+function idLines(text: string): string {
+  return `${field(text, 'Uid') ?? ''}\n${field(text, 'Gid') ?? ''}\n${field(text, 'Groups') ?? ''}`;
+}
+
+const MAX_CACHED_IDS = 1024;
+
 class UnixAttestor implements WorkloadAttestor {
   readonly name = UNIX;
+  /**
+   * The uid/gid/group selectors by (id lines of the status text, passwd/group stamp): every call
+   * still reads the process's current status, but the same ids with the same name tables give
+   * the same selectors, so they are built and validated once.
+   */
+  readonly #idSelectors = new Map<string, readonly Selector[]>();
 
   constructor(
     private readonly cfg: UnixConfig,
@@ -113,7 +126,30 @@ class UnixAttestor implements WorkloadAttestor {
     checkPid(UNIX, pid);
     // The descriptor held since the process connected is of /proc, so only when proc_path is /proc.
     const held = this.cfg.proc_path === '/proc' ? facts.statusFd : undefined;
-    const status = parseProcStatus(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status', held));
+    const text = await readProcFile(UNIX, this.cfg.proc_path, pid, 'status', held);
+    const key = `${idLines(text)}\n${namesStamp()}`;
+    let ids = this.#idSelectors.get(key);
+    if (!ids) {
+      ids = this.#buildIdSelectors(text, pid);
+      if (this.#idSelectors.size >= MAX_CACHED_IDS) this.#idSelectors.clear();
+      this.#idSelectors.set(key, ids);
+    }
+    const out = [...ids];
+    // Digits only: always valid selector values.
+    if (this.cfg.pid_selectors) out.push({ type: UNIX, value: `pid:${pid}` }, { type: UNIX, value: `start_time:${facts.startTime ?? (await this.startTime(pid))}` });
+    if (this.cfg.discover_workload_path) {
+      out.push(
+        ...keepValidSelectors(
+          (await this.pathSelectors(pid)).map((value) => ({ type: UNIX, value })),
+          this.logger,
+        ),
+      );
+    }
+    return out;
+  }
+
+  #buildIdSelectors(text: string, pid: number): readonly Selector[] {
+    const status = parseProcStatus(text);
     if (!status) throw workloadError(UNIX, pid, `The unix attestor can not parse /proc/${pid}/status.`);
     const uid = effectiveId(status.uids);
     const gid = effectiveId(status.gids);
@@ -129,11 +165,11 @@ class UnixAttestor implements WorkloadAttestor {
       const n = lookupGroupName(g);
       if (n !== undefined) values.push(`supplementary_group:${n}`);
     }
-    if (this.cfg.pid_selectors) values.push(`pid:${pid}`, `start_time:${facts.startTime ?? (await this.startTime(pid))}`);
-    if (this.cfg.discover_workload_path) values.push(...(await this.pathSelectors(pid)));
-    return keepValidSelectors(
-      values.map((value) => ({ type: UNIX, value })),
-      this.logger,
+    return Object.freeze(
+      keepValidSelectors(
+        values.map((value) => Object.freeze({ type: UNIX, value })),
+        this.logger,
+      ),
     );
   }
 
