@@ -76,6 +76,11 @@ function prepare(db: Database.Database) {
       )
       .pluck(),
     expired: db.prepare<[number], string>(EXPIRED_SQL).pluck(),
+    floor: db.prepare<[], number>("SELECT value FROM store_counters WHERE name = 'entry_changes_floor'").pluck(),
+    setFloor: db.prepare<[number]>("INSERT INTO store_counters (name, value) VALUES ('entry_changes_floor', ?) ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)"),
+    nthDelete: db.prepare<[number], number>("SELECT revision FROM entry_changes WHERE op = 'delete' ORDER BY revision DESC LIMIT 1 OFFSET ?").pluck(),
+    dropDeletes: db.prepare<[number]>("DELETE FROM entry_changes WHERE op = 'delete' AND revision <= ?"),
+    dropWrites: db.prepare("DELETE FROM entry_changes WHERE op <> 'delete'"),
   };
 }
 
@@ -88,6 +93,7 @@ export class SqliteEntryWriter {
   private readonly deleteTx: Database.Transaction<(ids: string[]) => RegistrationEntry[]>;
   private readonly pruneTx: Database.Transaction<(now: number) => string[]>;
   private readonly changesTx: Database.Transaction<(since: number) => EntryChanges>;
+  private readonly pruneChangesTx: Database.Transaction<(keep: number) => number>;
   /** The revision counter inside the running write transaction. */
   private revision = 0;
 
@@ -118,7 +124,18 @@ export class SqliteEntryWriter {
       changed: this.s.changed.all(since).map(rowToEntry),
       deleted: this.s.deleted.all(since),
       revision: this.s.revision.get() ?? 0,
+      complete: since >= (this.s.floor.get() ?? 0),
     }));
+    this.pruneChangesTx = db.transaction((keep: number) => {
+      let dropped = this.s.dropWrites.run().changes;
+      // The newest delete record that goes: everything at or below it, which becomes the floor.
+      const cut = this.s.nthDelete.get(Math.max(0, Math.floor(keep)));
+      if (cut !== undefined) {
+        dropped += this.s.dropDeletes.run(cut).changes;
+        this.s.setFloor.run(cut);
+      }
+      return dropped;
+    });
   }
 
   // Writers take the lock at BEGIN (immediate), so two processes never deadlock upgrading a read lock.
@@ -136,6 +153,10 @@ export class SqliteEntryWriter {
 
   prune(now: number): string[] {
     return this.pruneTx.immediate(now);
+  }
+
+  pruneChanges(keepDeletes: number): number {
+    return this.pruneChangesTx.immediate(keepDeletes);
   }
 
   /** Read in one (deferred) transaction so the lists and the counter are one consistent snapshot. */

@@ -152,6 +152,10 @@ export class SqliteDataStore implements T.DataStore {
     });
   }
 
+  pruneEntryChanges(keepDeletes: number): Promise<number> {
+    return this.run('prune entry changes', () => this.writer.pruneChanges(keepDeletes));
+  }
+
   getBundle(trustDomain: string): Promise<T.BundleRecord | undefined> {
     return this.run('read a bundle', () => this.records.getBundle(trustDomain));
   }

@@ -83,6 +83,11 @@ export interface EntryChanges {
   deleted: string[];
   /** The store's current change counter; pass it as `since` next time. */
   revision: number;
+  /**
+   * False when deletes after `since` may be missing because older change records were pruned
+   * (pruneEntryChanges): the caller must then read the whole set instead.
+   */
+  complete: boolean;
 }
 
 export interface BundleRecord {
@@ -282,6 +287,12 @@ export interface DataStore {
   entryChangesSince(since: number): Promise<EntryChanges>;
   /** Deletes entries with expiresAt <= now; returns their ids. */
   pruneExpiredEntries(now: number): Promise<string[]>;
+  /**
+   * Keeps the newest `keepDeletes` delete records of the change feed and drops the older ones (and
+   * every create/update record: entries carry their own revision). entryChangesSince(since) for a
+   * since before the newest dropped delete then answers complete: false. Returns the records dropped.
+   */
+  pruneEntryChanges(keepDeletes: number): Promise<number>;
 
   // bundles
   getBundle(trustDomain: string): Promise<BundleRecord | undefined>;

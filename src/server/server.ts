@@ -29,6 +29,9 @@ import { openTaskService } from './tasks/index.js';
 import { loadPlugins, NODE_ATTESTOR, SERVER_PLUGINS, type Catalog } from '../plugins/index.js';
 import type { ServerNodeAttestor } from '../plugins/nodeattestor/types.js';
 
+/** Delete records the entry change feed keeps for incremental agent syncs (older: a full sync). */
+export const ENTRY_DELETES_KEPT = 100_000;
+
 export interface ServerOptions {
   logger: Logger;
   clock?: Clock;
@@ -277,7 +280,9 @@ export class WritServer {
           const tokens = await this.ctx.datastore.pruneJoinTokens(now);
           const revoked = await this.ctx.datastore.pruneRevoked(now);
           const issued = await this.ctx.datastore.pruneIssued(now);
-          if (entries.length + tokens + revoked + issued > 0) log.info({ event: 'prune', entries, tokens, revoked, issued }, 'pruned expired records');
+          // The change feed keeps its newest deletes; an agent further behind gets a full sync.
+          const changes = await this.ctx.datastore.pruneEntryChanges(ENTRY_DELETES_KEPT);
+          if (entries.length + tokens + revoked + issued + changes > 0) log.info({ event: 'prune', entries, tokens, revoked, issued, entry_changes: changes }, 'pruned expired records');
         }),
         { name: 'prune', noOverlap: true },
       ),

@@ -140,20 +140,47 @@ export function entryWriteContract(open: OpenStore): void {
       const r1 = await revisionOf(s);
       expect(r1).to.equal(revs[2]);
       const c1 = await s.entryChangesSince(r0);
-      expect(c1).to.deep.equal({ changed: created, deleted: [], revision: r1 });
+      expect(c1).to.deep.equal({ changed: created, deleted: [], revision: r1, complete: true });
 
       const [a, b, c] = created.map((e) => e.id) as [string, string, string];
       const [ua] = await s.updateEntries([{ id: a, patch: { hint: 'u' } }]);
-      expect(await s.entryChangesSince(r1)).to.deep.equal({ changed: [ua], deleted: [], revision: ua?.revision });
+      expect(await s.entryChangesSince(r1)).to.deep.equal({ changed: [ua], deleted: [], revision: ua?.revision, complete: true });
       const r2 = await revisionOf(s);
       await s.deleteEntries([b]);
       const r3 = await revisionOf(s);
       expect(r3).to.be.greaterThan(r2);
-      expect(await s.entryChangesSince(r2)).to.deep.equal({ changed: [], deleted: [b], revision: r3 });
+      expect(await s.entryChangesSince(r2)).to.deep.equal({ changed: [], deleted: [b], revision: r3, complete: true });
       const all = await s.entryChangesSince(r0);
       expect(all.changed.map((e) => e.id)).to.deep.equal([c, a], 'current entries only, in revision order');
       expect(all.deleted).to.deep.equal([b]);
-      expect(await s.entryChangesSince(r3)).to.deep.equal({ changed: [], deleted: [], revision: r3 });
+      expect(await s.entryChangesSince(r3)).to.deep.equal({ changed: [], deleted: [], revision: r3, complete: true });
+    });
+
+    it('prunes the change feed to its newest deletes; reads from before them say they are incomplete', async () => {
+      const s = store();
+      const r0 = await revisionOf(s);
+      const made = await s.createEntries([newEntry(), newEntry(), newEntry(), newEntry(), newEntry()]);
+      const ids = made.map((e) => e.id);
+      const revs: number[] = [];
+      for (const id of ids.slice(0, 4)) {
+        await s.deleteEntries([id]);
+        revs.push(await revisionOf(s));
+      }
+      // 5 creates + 4 deletes recorded; keep the newest 2 deletes.
+      expect(await s.pruneEntryChanges(2)).to.equal(7);
+      expect((await s.entryChangesSince(r0)).complete).to.equal(false);
+      expect((await s.entryChangesSince(revs[0]!)).complete).to.equal(false, 'the second delete is gone');
+      const fromSecond = await s.entryChangesSince(revs[1]!);
+      expect(fromSecond.complete).to.equal(true);
+      expect(fromSecond.deleted).to.deep.equal([ids[2], ids[3]]);
+      // Still-existing entries come from their own revision, not from the feed.
+      expect((await s.entryChangesSince(r0)).changed.map((e) => e.id)).to.deep.equal([ids[4]]);
+      // Nothing older left to drop; the floor never moves back.
+      expect(await s.pruneEntryChanges(10)).to.equal(0);
+      expect((await s.entryChangesSince(revs[0]!)).complete).to.equal(false);
+      expect(await s.pruneEntryChanges(0)).to.equal(2);
+      expect((await s.entryChangesSince(revs[3]!)).complete).to.equal(true);
+      expect((await s.entryChangesSince(revs[2]!)).complete).to.equal(false);
     });
 
     it('prunes entries with expiresAt <= now, reporting them as deleted', async () => {

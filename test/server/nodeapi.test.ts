@@ -118,6 +118,14 @@ describe('server/node API', function () {
     expect(inc.removed).to.include(mine.id);
     const stale = await client.post<S>('/v1/node/sync', { since: inc.revision, alias_key: 'not-the-current-key' });
     expect(stale.full).to.equal(true);
+    // An agent behind pruned delete records gets the full set (so it drops what it missed), one after them does not.
+    await server.ctx.datastore.deleteEntries([three.id]);
+    await server.ctx.datastore.pruneEntryChanges(0);
+    const behind = await client.post<S>('/v1/node/sync', { since: inc.revision, alias_key: inc.alias_key });
+    expect(behind.full).to.equal(true);
+    expect(behind.entries.map((e) => e.id)).to.deep.equal([viaAlias.id]);
+    const current = await client.post<S>('/v1/node/sync', { since: behind.revision, alias_key: behind.alias_key });
+    expect(current).to.deep.include({ full: false, entries: [], removed: [] });
   });
 
   it('signs a batch: authorized entries get SVIDs (recorded), others and bad CSRs fail per item', async () => {

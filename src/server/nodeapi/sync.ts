@@ -1,7 +1,8 @@
 /**
  * Incremental entry sync for agents. The agent sends the store revision it has and the alias key
  * it was last given; when both still hold, the server answers with only the entries changed since
- * (and the ids of those deleted or moved out of the agent's scope), otherwise with the full set.
+ * (and the ids of those deleted or moved out of the agent's scope), otherwise (also when the
+ * delete records it would need were pruned) with the full set.
  * Every answer also carries the trust bundle, the bundles of trust domains its entries federate
  * with (those of the entries sent, plus those the agent names for the entries it already has),
  * the current CRLs, and the tainted authorities (forced CA rotation), which agents without that
@@ -44,8 +45,9 @@ export async function syncEntries(ctx: ServerContext, scope: AgentScope, req: Sy
   let full: boolean;
   let entries: Awaited<ReturnType<typeof authorizedEntries>>;
   const removed: string[] = [];
-  if (req.since > 0 && req.aliasKey === scope.aliasKey) {
-    const changes = await ctx.datastore.entryChangesSince(req.since);
+  // Changes since the agent's revision, unless its alias set changed or the deletes it missed were pruned.
+  const changes = req.since > 0 && req.aliasKey === scope.aliasKey ? await ctx.datastore.entryChangesSince(req.since) : undefined;
+  if (changes?.complete) {
     revision = changes.revision;
     full = false;
     entries = changes.changed.filter((e) => scope.parents.has(e.parentId));
