@@ -5,8 +5,9 @@
  * spoken to in JSON lines. Every start has a stop that undoes it, safe to call on any failure.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { validateAgentConfig } from '../src/agent/config.js';
 import { WritAgent } from '../src/agent/agent.js';
 import { writeFileAtomic } from '../src/ca/diskkeys.js';
-import type { NewEntry, Selector } from '../src/datastore/index.js';
+import { type DataStore, type NewEntry, type Selector, SqliteDataStore } from '../src/datastore/index.js';
+import { systemClock } from '../src/clock.js';
 import { silentLogger } from '../src/log.js';
 import { validateServerConfig } from '../src/server/config.js';
 import { WritServer } from '../src/server/server.js';
@@ -47,34 +49,111 @@ export async function startServer(dir: string, nodeApi: boolean): Promise<WritSe
 }
 
 export interface Stack {
-  server: WritServer;
+  /** The server, when it runs in this process (otherwise see `serverPid`). */
+  server?: WritServer;
+  /** The pid of `writ server run` when the server runs in its own process. */
+  serverPid?: number;
+  /** The server's datastore (a second connection to its SQLite file when the server runs apart). */
+  datastore: DataStore;
   agent: WritAgent;
   socketPath: string;
   stop(): Promise<void>;
 }
 
-/** Server + agent attested with a join token that makes it the node alias ALIAS; waits until ready. */
-export async function startStack(dir: string, syncInterval = '1s'): Promise<Stack> {
-  const server = await startServer(dir, true);
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'writ.js');
+
+/**
+ * `writ server run` in its own process, as production runs it, on the same settings as
+ * startServer; resolves with its node API port once it logs "ready". The datastore is its SQLite
+ * file (WAL: this process writes join tokens and entries through a second connection).
+ */
+async function startServerProcess(dir: string): Promise<{ child: ChildProcess; port: number; datastorePath: string }> {
+  const dataDir = join(dir, 'server');
+  const configPath = join(dir, 'server.json');
+  const config = { trust_domain: TD, data_dir: dataDir, default_x509_svid_ttl: SVID_TTL, admin: { socket_path: join(dir, 'admin.sock') }, health: { enabled: false }, node_api: { port: 0 }, ca: { key_manager: 'memory' } };
+  writeFileSync(configPath, JSON.stringify(config));
+  const child = spawn(process.execPath, [BIN, 'server', 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server process did not log "ready" within 30 s')), 30_000);
+      child.once('exit', (code) => reject(new Error(`the server process exited (code ${code}) before it was ready`)));
+      lines.on('line', (l) => {
+        let rec: { event?: string; node_api?: string } | undefined;
+        try {
+          rec = JSON.parse(l) as typeof rec;
+        } catch {
+          return;
+        }
+        if (rec?.event !== 'ready') return;
+        clearTimeout(timer);
+        resolve(Number(String(rec.node_api).split(':').pop()));
+      });
+    });
+    return { child, port, datastorePath: join(dataDir, 'datastore.sqlite3') };
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Server + agent attested with a join token that makes it the node alias ALIAS; waits until ready.
+ * `serverProcess`: the server runs as its own `writ server run` process (the agent alone shares
+ * this process with the bench), else in this process as `writ dev` runs them.
+ */
+export async function startStack(dir: string, syncInterval = '1s', opts: { serverProcess?: boolean } = {}): Promise<Stack> {
+  let server: WritServer | undefined;
+  let proc: ChildProcess | undefined;
+  let datastore: DataStore | undefined;
   let agent: WritAgent | undefined;
   const stop = async () => {
     await agent?.stop();
-    await server.stop();
+    if (server) await server.stop();
+    if (proc) {
+      await datastore?.close();
+      await stopProcess(proc);
+    }
   };
   try {
+    let port: number;
+    let bundlePem: string;
+    if (opts.serverProcess) {
+      const started = await startServerProcess(dir);
+      proc = started.child;
+      port = started.port;
+      datastore = await SqliteDataStore.open(started.datastorePath, { clock: systemClock, logger: silentLogger });
+      const own = await datastore.getBundle(TD);
+      if (!own) throw new Error('the server process has not published its bundle');
+      bundlePem = own.document; // the agent takes SPIFFE bundle JSON as well as PEM
+    } else {
+      server = await startServer(dir, true);
+      datastore = server.ctx.datastore;
+      port = server.nodeApiAddress!.port;
+      bundlePem = server.ctx.bundlePem();
+    }
     const token = randomBytes(24).toString('base64url');
     const now = Math.floor(Date.now() / 1000);
-    await server.ctx.datastore.createJoinToken({ tokenHash: createHash('sha256').update(token).digest('hex'), expiresAt: now + 600, spiffeId: ALIAS, createdAt: now, usedAt: null });
+    await datastore.createJoinToken({ tokenHash: createHash('sha256').update(token).digest('hex'), expiresAt: now + 600, spiffeId: ALIAS, createdAt: now, usedAt: null });
     const agentDir = join(dir, 'agent');
     mkdirSync(agentDir, { recursive: true, mode: 0o700 });
-    const bundlePath = join(agentDir, 'bootstrap-bundle.pem');
-    writeFileAtomic(bundlePath, server.ctx.bundlePem(), 0o644, agentDir);
+    const bundlePath = join(agentDir, opts.serverProcess ? 'bootstrap-bundle.json' : 'bootstrap-bundle.pem');
+    writeFileAtomic(bundlePath, bundlePem, 0o644, agentDir);
     const socketPath = join(dir, 'api.sock');
     const config = validateAgentConfig(
       {
         trust_domain: TD,
         data_dir: agentDir,
-        server_address: `127.0.0.1:${server.nodeApiAddress!.port}`,
+        server_address: `127.0.0.1:${port}`,
         trust_bundle_path: bundlePath,
         socket_path: socketPath,
         sync_interval: syncInterval,
@@ -87,7 +166,7 @@ export async function startStack(dir: string, syncInterval = '1s'): Promise<Stac
     const a = agent;
     await waitFor(() => a.identity !== undefined && a.cache.bundle !== undefined, 30_000, 'the agent to attest');
     await a.ready;
-    return { server, agent: a, socketPath, stop };
+    return { ...(server ? { server } : {}), ...(proc?.pid !== undefined ? { serverPid: proc.pid } : {}), datastore, agent: a, socketPath, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -95,14 +174,14 @@ export async function startStack(dir: string, syncInterval = '1s'): Promise<Stac
 }
 
 /** Creates `n` entries parented to `parentId` in batches; entry i gets `selectorsOf(i)`. */
-export async function createEntries(server: WritServer, parentId: string, n: number, selectorsOf: (i: number) => Selector[], prefix = 'workload'): Promise<string[]> {
+export async function createEntries(store: Pick<DataStore, 'createEntries'>, parentId: string, n: number, selectorsOf: (i: number) => Selector[], prefix = 'workload'): Promise<string[]> {
   const ids: string[] = [];
   for (let start = 0; start < n; start += 1000) {
     const batch: NewEntry[] = [];
     for (let i = start; i < Math.min(n, start + 1000); i++) {
       batch.push({ spiffeId: `spiffe://${TD}/${prefix}/${i}`, parentId, selectors: selectorsOf(i), x509SvidTtl: 0, jwtSvidTtl: 0, dnsNames: [], hint: '', admin: false, downstream: false, federatesWith: [], expiresAt: null });
     }
-    for (const e of await server.ctx.datastore.createEntries(batch)) ids.push(e.id);
+    for (const e of await store.createEntries(batch)) ids.push(e.id);
   }
   return ids;
 }

@@ -13,7 +13,8 @@
  *   `ratioPreparsed` stays under 0.4 however lean the rest is.
  * - benchFetchLatency: FetchX509SVID time to first message as 100 concurrent workload clients
  *   see it (one connection each, grpc-js, node:http2 or hand-written HTTP/2 frames, spread over
- *   `processes` child processes): p50, p99 (target p99 <= 5 ms), throughput and CPU per call on
+ *   `processes` child processes), with the server in its own process by default (the agent alone
+ *   shares the bench's process): p50, p99 (target p99 <= 5 ms), throughput and CPU per call on
  *   each side. With pauseMs 0 every client calls back to back, so
  *   the figure is queueing: latency = clients / throughput (Little's law), bounded by the slower
  *   process (the grpc-js clients). pauseMs > 0 paces each client, so it shows the service time
@@ -81,7 +82,7 @@ export async function benchIssuance(opts: { seconds: number; rounds?: number; en
     const now = Math.floor(Date.now() / 1000);
     const agent = { spiffeId: `spiffe://${TD}/writ/agent/bench/issuer`, attestationType: 'bench', serial: '01', expiresAt: now + 3600, selectors: [], banned: false, canReattest: false, createdAt: now, updatedAt: now };
     await ctx.datastore.upsertAgent(agent);
-    const ids = await createEntries(server, agent.spiffeId, opts.entries ?? 1000, (i) => [{ type: 'unix', value: `uid:${10_000 + i}` }]);
+    const ids = await createEntries(server.ctx.datastore, agent.spiffeId, opts.entries ?? 1000, (i) => [{ type: 'unix', value: `uid:${10_000 + i}` }]);
     const scope = await scopeOf(ctx, agent);
     const csrs = Array.from({ length: 1000 }, () => {
       const k = newWorkloadKey();
@@ -127,12 +128,12 @@ export async function benchIssuance(opts: { seconds: number; rounds?: number; en
 }
 
 /** Runs `fn` with a started stack on a temporary directory; stops the child, stack and removes the directory after. */
-async function withStack<T>(prefix: string, syncInterval: string, fn: (s: Stack, child: (c: ClientChild) => ClientChild) => Promise<T>): Promise<T> {
+async function withStack<T>(prefix: string, syncInterval: string, fn: (s: Stack, child: (c: ClientChild) => ClientChild) => Promise<T>, opts: { serverProcess?: boolean } = {}): Promise<T> {
   const tmp = tempDir(prefix);
   const children: ClientChild[] = [];
   let stack: Stack | undefined;
   try {
-    stack = await startStack(tmp.dir, syncInterval);
+    stack = await startStack(tmp.dir, syncInterval, opts);
     return await fn(stack, (c) => (children.push(c), c));
   } finally {
     for (const c of children) await c.stop();
@@ -143,7 +144,7 @@ async function withStack<T>(prefix: string, syncInterval: string, fn: (s: Stack,
 
 /** One entry for this process's uid under the agent's alias; resolves once the agent has its SVID. */
 async function serveThisUid(s: Stack): Promise<void> {
-  const [id] = await createEntries(s.server, ALIAS, 1, () => [uidSelector()], 'bench-client');
+  const [id] = await createEntries(s.datastore, ALIAS, 1, () => [uidSelector()], 'bench-client');
   await waitFor(() => s.agent.cache.svids.has(id!), 30_000, 'the agent to sign the workload SVID');
 }
 
@@ -175,12 +176,14 @@ export interface FetchLatencyOptions {
   processes?: number;
   /** Untimed calls each client makes first (default 1), so the timed calls run on warmed-up code. */
   warmCalls?: number;
+  /** Run the server as its own process (default true, as in production), else in the agent's process as `writ dev` does. */
+  serverProcess?: boolean;
 }
 
 export async function benchFetchLatency(opts: FetchLatencyOptions = {}): Promise<FetchLatency> {
   return withStack('writ-bench-fetch-', '1s', async (s, track) => {
     await serveThisUid(s);
-    // The server shares this process; from here on sync at the agent's default interval (5 s), not the 1 s used to set up.
+    // From here on sync at the agent's default interval (5 s), not the 1 s used to set up.
     (s.agent.config as { syncInterval: number }).syncInterval = 5;
     const clients = opts.clients ?? 100;
     const processes = Math.max(1, Math.min(clients, opts.processes ?? 1));
@@ -211,7 +214,7 @@ export async function benchFetchLatency(opts: FetchLatencyOptions = {}): Promise
       agentLoopMaxMs: loop.max / 1e6,
       clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
     };
-  });
+  }, { serverProcess: opts.serverProcess ?? true });
 }
 
 export interface WatchMemory {
@@ -272,7 +275,7 @@ export async function benchRotation(opts: { svids?: number } = {}): Promise<Rota
   return withStack('writ-bench-rotate-', '1s', async (s) => {
     const { cache } = s.agent;
     const t0 = performance.now();
-    await createEntries(s.server, ALIAS, n, (i) => [{ type: 'unix', value: `uid:${200_000 + i}` }], 'rotate');
+    await createEntries(s.datastore, ALIAS, n, (i) => [{ type: 'unix', value: `uid:${200_000 + i}` }], 'rotate');
     await waitFor(() => cache.svids.size >= n, 180_000, `the agent to sign ${n} SVIDs`, 50);
     const initialSeconds = (performance.now() - t0) / 1000;
     const old = new Map([...cache.svids.values()].map((v) => [v.entryId, v.serial]));
