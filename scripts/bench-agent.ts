@@ -27,7 +27,9 @@
  *   key generation and CSRs, signing in batches of 500 over the node API on loopback HTTPS (the
  *   server shares this process and its thread), and reading each new SVID's validity.
  */
+import * as grpc from '@grpc/grpc-js';
 import { type KeyObject, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { readChildren, readTlv } from '../src/ca/asn1.js';
@@ -215,6 +217,55 @@ export async function benchFetchLatency(opts: FetchLatencyOptions = {}): Promise
       clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
     };
   }, { serverProcess: opts.serverProcess ?? true });
+}
+
+/**
+ * The reference for the latency target: the same paced clients against a grpc-js server on a Unix
+ * socket in this process whose FetchX509SVID handler only writes a fixed, pre-encoded message (no
+ * peer tracking, attestation, cache or agent). What this host gives any grpc-js server.
+ */
+export async function benchFetchLatencyBare(opts: FetchLatencyOptions = {}): Promise<FetchLatency> {
+  const tmp = tempDir('writ-bench-bare-');
+  const socket = join(tmp.dir, 'bare.sock');
+  // Field 1 (svids), length-delimited, 1,800 bytes of filler: about the size of a real response.
+  const body = Buffer.alloc(1803, 0x41);
+  body[0] = 0x0a;
+  body.writeUInt16BE(0x880e, 1); // varint 1800
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  const passthrough = (b: Buffer) => b;
+  server.addService(
+    { FetchX509SVID: { path: '/SpiffeWorkloadAPI/FetchX509SVID', requestStream: false, responseStream: true, requestSerialize: passthrough, requestDeserialize: passthrough, responseSerialize: passthrough, responseDeserialize: passthrough } },
+    { FetchX509SVID: (call: grpc.ServerWritableStream<Buffer, Buffer>) => void call.write(body) },
+  );
+  const children: ClientChild[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    const child = spawnClient({ mode: 'latency', socket, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js', warm: opts.warmCalls ?? 1 });
+    children.push(child);
+    await child.next<{ warm: number }>();
+    const cpu0 = process.cpuUsage();
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    child.send('go');
+    const r = await child.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>();
+    const cpu = process.cpuUsage(cpu0);
+    loop.disable();
+    const sorted = [...r.latencies].sort((a, b) => a - b);
+    return {
+      p50Ms: percentile(sorted, 50),
+      p99Ms: percentile(sorted, 99),
+      calls: sorted.length,
+      callsPerSec: sorted.length / (r.wallMs / 1000),
+      agentCpuUsPerCall: (cpu.user + cpu.system) / sorted.length,
+      clientCpuUsPerCall: r.cpuUs / sorted.length,
+      agentLoopMaxMs: loop.max / 1e6,
+      clientLoopMaxMs: r.loopMaxMs,
+    };
+  } finally {
+    for (const c of children) await c.stop();
+    server.forceShutdown();
+    tmp.remove();
+  }
 }
 
 export interface WatchMemory {

@@ -2,7 +2,7 @@
  * `npm run bench`: speed figures measured in one run on this machine, printed with their ratios.
  * Targets are checked here and reported, never asserted in timed tests (the machine is shared).
  */
-import { benchFetchLatency, benchIssuance, benchRotation, benchWatchMemory } from './bench-agent.js';
+import { benchFetchLatency, benchFetchLatencyBare, benchIssuance, benchRotation, benchWatchMemory } from './bench-agent.js';
 import { benchAudit } from './bench-audit.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   const paced = { clients: 100, pauseMs: 100, warmCalls: 10 } as const;
   const latency = {
     paced: await benchFetchLatency({ ...paced, callsPerClient: 60, client: 'wire' }),
+    bare: await benchFetchLatencyBare({ ...paced, callsPerClient: 60, client: 'wire' }),
     pacedHttp2: await benchFetchLatency({ ...paced, callsPerClient: 30, client: 'http2' }),
     pacedGrpcJs: await benchFetchLatency({ ...paced, callsPerClient: 30 }),
     burst: await benchFetchLatency({ clients: 100, callsPerClient: 50 }),
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
   rows.push({ name: 'leaf X509-SVIDs minted/s', value: mint.mintPerSec.toFixed(0) });
   rows.push({ name: 'mint / sign ratio', value: mint.ratio.toFixed(3), target: '>= 0.4', ok: mint.ratio >= 0.4 });
 
-  const mtls = await benchTls({ seconds: Math.max(3, seconds) });
+  const mtls = await benchTls({ seconds: Math.max(6, 2 * seconds) });
   rows.push({ name: 'mTLS handshakes per CPU-s, library server + client', value: mtls.libraryPerSec.toFixed(0) });
   rows.push({ name: 'mTLS handshakes per CPU-s, plain node:tls by hand', value: mtls.plainPerSec.toFixed(0) });
   rows.push({ name: 'library / plain handshake ratio', value: mtls.ratio.toFixed(3), target: '>= 0.9', ok: mtls.ratio >= 0.9 });
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   rows.push({ name: 'FetchX509SVID first response p50 ms (100 paced clients, HTTP/2 frames)', value: p.p50Ms.toFixed(2) });
   rows.push({ name: 'FetchX509SVID first response p99 ms (100 paced clients, HTTP/2 frames)', value: p.p99Ms.toFixed(2), target: '<= 5', ok: p.p99Ms <= 5 });
   rows.push({ name: 'paced: agent / client CPU µs per call; longest loop delay ms', value: `${p.agentCpuUsPerCall.toFixed(0)} / ${p.clientCpuUsPerCall.toFixed(0)}; ${p.agentLoopMaxMs.toFixed(1)} / ${p.clientLoopMaxMs.toFixed(1)}` });
+  rows.push({ name: 'reference: bare grpc-js server, same clients: p50 / p99 ms; server CPU µs per call', value: `${latency.bare.p50Ms.toFixed(2)} / ${latency.bare.p99Ms.toFixed(2)}; ${latency.bare.agentCpuUsPerCall.toFixed(0)}` });
   for (const [label, r] of [['node:http2', latency.pacedHttp2], ['grpc-js', latency.pacedGrpcJs]] as const) {
     rows.push({ name: `FetchX509SVID p50 / p99 ms (100 paced ${label} clients)`, value: `${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)}` });
   }
