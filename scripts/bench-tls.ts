@@ -146,8 +146,25 @@ export async function benchTls(opts: { seconds: number; rounds?: number; concurr
   return { libraryPerSec, plainPerSec, ratio: libraryPerSec / plainPerSec, verifyPerSec, verifyCachedPerSec };
 }
 
+/**
+ * benchTls in a fresh `node --expose-gc` child process (this file), so neither side inherits the
+ * heap, JIT state or leftover work of benchmarks that ran before it in the caller's process.
+ */
+export async function benchTlsInChild(opts: { seconds: number }): Promise<TlsBenchResult> {
+  const { execFile } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--json'], { env: { ...process.env, BENCH_SECONDS: String(opts.seconds) }, timeout: 120_000 }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
+  );
+  return JSON.parse(out.trim().split('\n').pop()!) as TlsBenchResult;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await benchTls({ seconds: Number(process.env.BENCH_SECONDS ?? '6') });
+  if (process.argv.includes('--json')) {
+    console.log(JSON.stringify(r));
+    process.exit(0);
+  }
   console.log(`library mTLS handshakes/CPU-s  ${r.libraryPerSec.toFixed(0)}`);
   console.log(`plain node:tls handshakes/CPU-s ${r.plainPerSec.toFixed(0)}`);
   console.log(`library / plain                ${r.ratio.toFixed(3)}   (target >= 0.9)`);
