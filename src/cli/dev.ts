@@ -25,6 +25,7 @@ interface DevFlags {
   socketPath?: string;
   healthPort: string;
   nodePort: string;
+  bundlePort: string;
   agentSocket: string;
 }
 
@@ -36,6 +37,7 @@ export function registerDevCommand(program: Command, ctx: CliContext, setExit: (
     .option('--socket-path <path>', 'admin socket')
     .option('--health-port <port>', 'health/metrics port on 127.0.0.1', '8089')
     .option('--node-port <port>', 'node API port on 127.0.0.1 (agents connect here)', '8081')
+    .option('--bundle-port <port>', 'SPIFFE bundle endpoint (https_spiffe) port on 127.0.0.1; "off" for none', '8443')
     .option('--agent-socket <path>', 'Workload API socket of the agent', '/tmp/writ-agent/public/api.sock')
     .action(async (f: DevFlags) => {
       const logger = makeLogger('info', 'writ-dev');
@@ -46,6 +48,7 @@ export function registerDevCommand(program: Command, ctx: CliContext, setExit: (
           log_level: 'info',
           health: { port: Number(f.healthPort) },
           node_api: { port: Number(f.nodePort) },
+          ...(f.bundlePort === 'off' ? {} : { bundle_endpoint: { enabled: true, port: Number(f.bundlePort), profile: 'https_spiffe' } }),
           ...(f.socketPath ? { admin: { socket_path: f.socketPath } } : {}),
         },
         'writ dev',
@@ -85,6 +88,9 @@ export function registerDevCommand(program: Command, ctx: CliContext, setExit: (
             '',
             `writ is running: trust domain ${DEV_TRUST_DOMAIN}, data in ${serverConfig.dataDir}`,
             `  server: admin socket ${server.adminSocketPath}, node API 127.0.0.1:${server.nodeApiAddress?.port}, health http://127.0.0.1:${server.healthAddress?.port}/ready`,
+            ...(server.bundleEndpointAddress
+              ? [`  bundle endpoint: https://127.0.0.1:${server.bundleEndpointAddress.port}/ (https_spiffe, served as spiffe://${DEV_TRUST_DOMAIN}/writ/server; also /bundle.pem, /crl, /.well-known/openid-configuration)`]
+              : []),
             `  agent:  ${agent.identity?.spiffeId} (node alias ${DEV_ALIAS}), Workload API unix://${f.agentSocket}`,
             'In another terminal, register this user as a workload and fetch its identity:',
             `  npx writ entry create${flag} --parent-id ${DEV_ALIAS} --spiffe-id spiffe://${DEV_TRUST_DOMAIN}/agent/summarizer --selector unix:uid:${uid}`,
