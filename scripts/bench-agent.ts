@@ -182,40 +182,50 @@ export interface FetchLatencyOptions {
   serverProcess?: boolean;
 }
 
+/** Latency-mode clients for `socket`: `clients` spread evenly over `processes` children. */
+function spawnLatencyClients(socket: string, opts: FetchLatencyOptions, track: (c: ClientChild) => ClientChild): ClientChild[] {
+  const clients = opts.clients ?? 100;
+  const processes = Math.max(1, Math.min(clients, opts.processes ?? 1));
+  const children: ClientChild[] = [];
+  for (let i = 0; i < processes; i++) {
+    // Clients spread as evenly as they go: 100 over 8 is 13 × 4 + 12 × 4.
+    const n = Math.floor(clients / processes) + (i < clients % processes ? 1 : 0);
+    children.push(track(spawnClient({ mode: 'latency', socket, clients: n, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js', warm: opts.warmCalls ?? 1 })));
+  }
+  return children;
+}
+
+/** Waits for every child's warm-up, starts them together, and measures: latencies from the children, CPU and loop delay of this process. */
+async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
+  await Promise.all(children.map((c) => c.next<{ warm: number }>()));
+  const cpu0 = process.cpuUsage();
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  for (const c of children) c.send('go');
+  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>()));
+  const cpu = process.cpuUsage(cpu0);
+  loop.disable();
+  const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const calls = sorted.length;
+  const wallMs = Math.max(...results.map((r) => r.wallMs));
+  return {
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    calls,
+    callsPerSec: calls / (wallMs / 1000),
+    agentCpuUsPerCall: (cpu.user + cpu.system) / calls,
+    clientCpuUsPerCall: results.reduce((a, r) => a + r.cpuUs, 0) / calls,
+    agentLoopMaxMs: loop.max / 1e6,
+    clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
+  };
+}
+
 export async function benchFetchLatency(opts: FetchLatencyOptions = {}): Promise<FetchLatency> {
   return withStack('writ-bench-fetch-', '1s', async (s, track) => {
     await serveThisUid(s);
     // From here on sync at the agent's default interval (5 s), not the 1 s used to set up.
     (s.agent.config as { syncInterval: number }).syncInterval = 5;
-    const clients = opts.clients ?? 100;
-    const processes = Math.max(1, Math.min(clients, opts.processes ?? 1));
-    const children: ClientChild[] = [];
-    for (let i = 0; i < processes; i++) {
-      // Clients spread as evenly as they go: 100 over 8 is 13 × 4 + 12 × 4.
-      const n = Math.floor(clients / processes) + (i < clients % processes ? 1 : 0);
-      children.push(track(spawnClient({ mode: 'latency', socket: s.socketPath, clients: n, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js', warm: opts.warmCalls ?? 1 })));
-    }
-    await Promise.all(children.map((c) => c.next<{ warm: number }>()));
-    const cpu0 = process.cpuUsage();
-    const loop = monitorEventLoopDelay({ resolution: 1 });
-    loop.enable();
-    for (const c of children) c.send('go');
-    const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>()));
-    const cpu = process.cpuUsage(cpu0);
-    loop.disable();
-    const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
-    const calls = sorted.length;
-    const wallMs = Math.max(...results.map((r) => r.wallMs));
-    return {
-      p50Ms: percentile(sorted, 50),
-      p99Ms: percentile(sorted, 99),
-      calls,
-      callsPerSec: calls / (wallMs / 1000),
-      agentCpuUsPerCall: (cpu.user + cpu.system) / calls,
-      clientCpuUsPerCall: results.reduce((a, r) => a + r.cpuUs, 0) / calls,
-      agentLoopMaxMs: loop.max / 1e6,
-      clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
-    };
+    return timeClients(spawnLatencyClients(s.socketPath, opts, track));
   }, { serverProcess: opts.serverProcess ?? true });
 }
 
@@ -240,27 +250,7 @@ export async function benchFetchLatencyBare(opts: FetchLatencyOptions = {}): Pro
   const children: ClientChild[] = [];
   try {
     await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
-    const child = spawnClient({ mode: 'latency', socket, clients: opts.clients ?? 100, calls: Math.min(900, opts.callsPerClient ?? 50), pauseMs: opts.pauseMs ?? 0, client: opts.client ?? 'grpc-js', warm: opts.warmCalls ?? 1 });
-    children.push(child);
-    await child.next<{ warm: number }>();
-    const cpu0 = process.cpuUsage();
-    const loop = monitorEventLoopDelay({ resolution: 1 });
-    loop.enable();
-    child.send('go');
-    const r = await child.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>();
-    const cpu = process.cpuUsage(cpu0);
-    loop.disable();
-    const sorted = [...r.latencies].sort((a, b) => a - b);
-    return {
-      p50Ms: percentile(sorted, 50),
-      p99Ms: percentile(sorted, 99),
-      calls: sorted.length,
-      callsPerSec: sorted.length / (r.wallMs / 1000),
-      agentCpuUsPerCall: (cpu.user + cpu.system) / sorted.length,
-      clientCpuUsPerCall: r.cpuUs / sorted.length,
-      agentLoopMaxMs: loop.max / 1e6,
-      clientLoopMaxMs: r.loopMaxMs,
-    };
+    return await timeClients(spawnLatencyClients(socket, opts, (c) => (children.push(c), c)));
   } finally {
     for (const c of children) await c.stop();
     server.forceShutdown();

@@ -58,7 +58,7 @@ export class AgentWorkloads implements WorkloadHandler {
       try {
         return await only.attest(peer.pid, facts);
       } catch (e) {
-        this.logger.warn({ attestor: only.name, pid: peer.pid, reason: e instanceof Error ? e.message : String(e) }, 'a workload attestor failed');
+        this.#attestorFailed(only, peer.pid, e);
         throw new WritError('ERR_WORKLOAD_ATTESTATION', 'workload attestation failed');
       }
     }
@@ -70,11 +70,15 @@ export class AgentWorkloads implements WorkloadHandler {
         ok++;
         out.push(...r.value);
       } else {
-        this.logger.warn({ attestor: this.attestors[i]?.name, pid: peer.pid, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) }, 'a workload attestor failed');
+        this.#attestorFailed(this.attestors[i], peer.pid, r.reason);
       }
     }
     if (ok === 0) throw new WritError('ERR_WORKLOAD_ATTESTATION', 'workload attestation failed');
     return out;
+  }
+
+  #attestorFailed(attestor: WorkloadAttestor | undefined, pid: number, e: unknown): void {
+    this.logger.warn({ attestor: attestor?.name, pid, reason: e instanceof Error ? e.message : String(e) }, 'a workload attestor failed');
   }
 
   #svids(selectors: readonly Selector[]) {

@@ -10,13 +10,13 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { expect } from 'chai';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeDelegationFromCertificate } from '../../src/policy/index.js';
 import { type AgentHandle, ROOT, type ServerHandle, WRIT_BIN, runWrit, startAgent, startServer } from '../helpers/writ-process.js';
-import { until } from '../helpers/wait.js';
+import { JsonLines } from '../helpers/task-worker.js';
 
 const ALIAS = 'spiffe://example.org/host/tasks-e2e';
 const NOBODY = 65534;
@@ -39,36 +39,8 @@ const w = client.watchX509Context(
 process.on('SIGTERM', () => { w.stop(); client.close(); process.exit(7); });
 `;
 
-/** A process whose stdout JSON lines are collected as they come. */
-class Lines {
-  readonly lines: Update[] = [];
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly proc: ChildProcess) {
-    let buf = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          this.lines.push(JSON.parse(line) as Update);
-        } catch {
-          // not ours
-        }
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((r) => proc.once('exit', (c, s) => r(c ?? (s ? -1 : null))));
-  }
-  waitFor(what: string, pred: (u: Update) => boolean, timeoutMs = 20_000): Promise<Update> {
-    return until(what, async () => this.lines.find(pred), timeoutMs, 50);
-  }
-  kill(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
-  }
-}
+/** A process whose stdout JSON lines (Updates) are collected as they come. */
+class Lines extends JsonLines<Update> {}
 
 const taskSvid = (u: Update) => u.svids?.find((s) => s.id.includes('/agent/summarizer/task/'));
 /** Serials as lower-case hex without leading zero bytes (the CRL and the certificate may pad differently). */

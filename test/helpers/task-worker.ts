@@ -89,8 +89,8 @@ export interface Line {
 }
 
 /** A child whose stdout JSON lines are collected as they come. */
-export class JsonLines {
-  readonly lines: Line[] = [];
+export class JsonLines<T = Line> {
+  readonly lines: T[] = [];
   stderr = '';
   readonly exited: Promise<number | null>;
   constructor(readonly proc: ChildProcess) {
@@ -101,7 +101,7 @@ export class JsonLines {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         try {
-          this.lines.push(JSON.parse(line) as Line);
+          this.lines.push(JSON.parse(line) as T);
         } catch {
           // not a JSON line
         }
@@ -110,7 +110,7 @@ export class JsonLines {
     proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((r) => proc.once('exit', (c, s) => r(c ?? (s ? -1 : null))));
   }
-  waitFor(what: string, pred: (l: Line) => boolean, timeoutMs = 20_000): Promise<Line> {
+  waitFor(what: string, pred: (l: T) => boolean, timeoutMs = 20_000): Promise<T> {
     return until(`${what} (stderr so far: ${this.stderr.slice(-500)})`, async () => this.lines.find(pred), timeoutMs, 25);
   }
   kill(): void {
