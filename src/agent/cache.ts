@@ -11,6 +11,7 @@ import { SpiffeBundle } from '../bundle/index.js';
 import { parseTrustDomain } from '../spiffeid/index.js';
 import type { EntryJson } from '../registry/index.js';
 import { chainIssuerIds } from '../ca/index.js';
+import { LiveList } from './live-list.js';
 
 export interface CachedSvid {
   entryId: string;
@@ -65,17 +66,17 @@ export class AgentCache {
   taintedJwtKids: ReadonlySet<string> = new Set();
   readonly #issuers = new WeakMap<readonly Buffer[], string[]>();
   readonly #index = new Map<string, Set<string>>();
-  readonly #listeners = new Set<() => void>();
+  /** Every open stream subscribes and unsubscribes: a LiveList, not a Set (see live-list.ts). */
+  readonly #listeners = new LiveList<() => void>();
 
   constructor(readonly trustDomain: string) {}
 
   subscribe(fn: () => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    return this.#listeners.add(fn);
   }
 
   notify(): void {
-    for (const fn of [...this.#listeners]) {
+    for (const fn of this.#listeners.values()) {
       try {
         fn();
       } catch {

@@ -6,6 +6,7 @@
  * it drains. Errors leave as the WritError's gRPC status and one sentence, never internals.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { LiveList } from '../live-list.js';
 import { UpdatePump } from './pump.js';
 import type { EncodedMessage, MessageMemo, Rendered } from './memo.js';
 import { WritError } from '../../errors.js';
@@ -27,7 +28,7 @@ export interface CallContext {
   logger: Logger;
   /** The tracked peer of the connection grpc-js names with `call.getPeer()`. */
   peerOf(label: string): TrackedPeer | undefined;
-  streams: Set<OpenStream>;
+  streams: LiveList<OpenStream>;
   /** Set once close() has begun: a stream admitted after that ends at once with this error. */
   closing(): WritError | undefined;
   /** Stream messages already encoded for a selector set, shared by callers with the same selectors. */
@@ -81,11 +82,12 @@ function serverStream<M>(ctx: CallContext, name: string, render: (selectors: rea
       let last: Buffer | undefined;
       let done = false;
       let unsubscribe: () => void = () => undefined;
+      let unregister: () => void = () => undefined;
       const finish = (e?: WritError) => {
         if (done) return;
         done = true;
         unsubscribe();
-        ctx.streams.delete(open);
+        unregister();
         if (e) fail(e);
         else if (!call.cancelled) call.end();
       };
@@ -109,7 +111,7 @@ function serverStream<M>(ctx: CallContext, name: string, render: (selectors: rea
       call.on('drain', () => pump.drained());
       call.on('cancelled', () => finish());
       unsubscribe = ctx.handler.subscribe(() => pump.changed());
-      ctx.streams.add(open);
+      unregister = ctx.streams.add(open);
       pump.flush();
     }, fail);
   };

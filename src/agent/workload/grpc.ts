@@ -15,6 +15,7 @@ import type { Logger } from '../../log.js';
 import { workloadServiceDefinition } from '../../workloadapi/proto.js';
 import type { WorkloadHandler } from './handler.js';
 import { serverDefinition, workloadServiceImplementation, type CallContext, type OpenStream } from './grpc-calls.js';
+import { LiveList } from '../live-list.js';
 import { MessageMemo } from './memo.js';
 import { trackPeer, type TrackedPeer } from './peer.js';
 import { closeServer, DEFAULT_SOCKET_MODE, listenUnix } from './socket.js';
@@ -57,7 +58,7 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
   const logger = opts.logger.child({ transport: 'grpc' });
   const peers = new Map<string, TrackedPeer>();
   const sockets = new Set<Socket>();
-  const streams = new Set<OpenStream>();
+  const streams = new LiveList<OpenStream>();
   let shutdown: WritError | undefined;
   const memo = new MessageMemo(opts.handler, opts.clock ?? systemClock);
   const ctx: CallContext = { handler: opts.handler, logger, peerOf: (label) => peers.get(label), streams, closing: () => shutdown, memo };
@@ -118,7 +119,7 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
   const close = async (): Promise<void> => {
     shutdown = new WritError('ERR_AGENT_NOT_READY', 'The agent is shutting down.');
     const stopped = closeServer(listener);
-    for (const s of [...streams]) s.end(shutdown);
+    for (const s of streams.values()) s.end(shutdown);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         server.forceShutdown();

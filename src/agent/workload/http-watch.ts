@@ -6,6 +6,7 @@
  */
 import type { Response } from 'express';
 import { UpdatePump } from './pump.js';
+import type { LiveList } from '../live-list.js';
 import type { WritError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Selector } from '../../datastore/types.js';
@@ -35,12 +36,13 @@ export function startWatch(opts: {
   selectors: readonly Selector[];
   logger: Logger;
   heartbeatMs: number;
-  watches: Set<OpenWatch>;
+  watches: LiveList<OpenWatch>;
 }): void {
   const { res, handler, selectors, logger, watches } = opts;
   let last = render(handler, selectors);
   let done = false;
   let unsubscribe: () => void = () => undefined;
+  let unregister: () => void = () => undefined;
   // Runs first after heartbeatMs, by when everything below is set up.
   const heartbeat = setInterval(() => {
     if (!pump.isBlocked) write('{"heartbeat":true}\n');
@@ -52,7 +54,7 @@ export function startWatch(opts: {
     done = true;
     clearInterval(heartbeat);
     unsubscribe();
-    watches.delete(open);
+    unregister();
     if (!res.writableEnded && !res.destroyed) {
       if (e) res.write(errorLine(e));
       res.end();
@@ -85,7 +87,7 @@ export function startWatch(opts: {
   res.on('drain', () => pump.drained());
   res.on('close', () => finish());
   unsubscribe = handler.subscribe(() => pump.changed());
-  watches.add(open);
+  unregister = watches.add(open);
   write(`${last}\n`);
   // A change between the first render and subscribe() would otherwise be missed.
   pump.changed();

@@ -28,6 +28,7 @@ import {
   safeError,
 } from './caller.js';
 import type { WorkloadHandler } from './handler.js';
+import { LiveList } from '../live-list.js';
 import { startWatch, type OpenWatch } from './http-watch.js';
 import { trackPeer, type TrackedPeer } from './peer.js';
 import { jwtBundlesJson, jwtSvidsJson, x509BundlesJson, x509Json } from './render.js';
@@ -82,7 +83,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
   const { handler } = opts;
   const peers = new WeakMap<Socket, TrackedPeer>();
   const sockets = new Set<Socket>();
-  const watches = new Set<OpenWatch>();
+  const watches = new LiveList<OpenWatch>();
   let shutdown: WritError | undefined;
 
   const selectorsOf = (req: Request): Promise<Selector[]> => attestCaller(handler, peers.get(req.socket), logger);
@@ -192,7 +193,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
   const close = async (): Promise<void> => {
     shutdown = new WritError('ERR_AGENT_NOT_READY', 'The agent is shutting down.');
     const stopped = closeServer(server);
-    for (const w of [...watches]) w.end(shutdown);
+    for (const w of watches.values()) w.end(shutdown);
     server.closeIdleConnections();
     // Give in-flight answers a moment, then cut what is left.
     const deadline = Date.now() + 1000;
