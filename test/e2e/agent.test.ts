@@ -238,8 +238,9 @@ describe('e2e: agent and Workload API', function () {
       }
       expect(err, `an agent with a ${code} token must not start`).to.not.equal(undefined);
       expect(err!.message).to.match(/exited with 1/);
-      const refused = srv.logs.filter((l) => l.event === 'node.refused' && l.code === code);
-      expect(refused, `server log names ${code}`).to.have.length.greaterThan(0);
+      // The server's log line can reach this process after the agent's exit: wait for it, bounded.
+      const refused = await srv.waitForLog((l) => l.event === 'node.refused' && l.code === code, 10_000).catch((e: Error) => e);
+      expect(refused, `server log names ${code}`).to.not.be.instanceOf(Error);
     }
   });
 

@@ -57,7 +57,7 @@ function labelSocket(socket: Socket, label: string): void {
 export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOptions): Promise<GrpcWorkloadEndpoint> {
   const logger = opts.logger.child({ transport: 'grpc' });
   const peers = new Map<string, TrackedPeer>();
-  const sockets = new Set<Socket>();
+  const sockets = new LiveList<Socket>();
   const streams = new LiveList<OpenStream>();
   let shutdown: WritError | undefined;
   const memo = new MessageMemo(opts.handler, opts.clock ?? systemClock);
@@ -93,10 +93,10 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
     const label = `${labelPrefix}${++seq}`;
     labelSocket(socket, label);
     peers.set(label, peer);
-    sockets.add(socket);
+    const unregister = sockets.add(socket);
     socket.once('close', () => {
       peers.delete(label);
-      sockets.delete(socket);
+      unregister();
     });
     socket.on('error', () => undefined); // the http2 session reports it; never crash on ECONNRESET
     logger.debug({ pid: peer.pid, uid: peer.uid, gid: peer.gid, pidfd: peer.hasPidfd }, 'workload connected');
@@ -130,7 +130,7 @@ export async function startGrpcWorkloadEndpoint(opts: GrpcWorkloadEndpointOption
         resolve();
       });
     });
-    for (const s of sockets) s.destroy();
+    for (const s of sockets.values()) s.destroy();
     for (const p of peers.values()) p.close();
     memo.close();
     await stopped;

@@ -82,7 +82,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
   const logger = opts.logger.child({ transport: 'http' });
   const { handler } = opts;
   const peers = new WeakMap<Socket, TrackedPeer>();
-  const sockets = new Set<Socket>();
+  const sockets = new LiveList<Socket>();
   const watches = new LiveList<OpenWatch>();
   let shutdown: WritError | undefined;
 
@@ -181,8 +181,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
       socket.destroy();
       return;
     }
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', sockets.add(socket));
   });
   server.on('error', (e) => logger.error({ err: e }, 'Workload API (HTTP) listener error'));
 
@@ -198,7 +197,7 @@ export async function startHttpWorkloadEndpoint(opts: HttpWorkloadEndpointOption
     // Give in-flight answers a moment, then cut what is left.
     const deadline = Date.now() + 1000;
     while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const s of sockets) s.destroy();
+    for (const s of sockets.values()) s.destroy();
     await stopped; // each socket's close event closed its peer's pidfd (peer.ts)
     file.remove();
     logger.info({ socket: opts.socketPath }, 'Workload API (HTTP) closed');
