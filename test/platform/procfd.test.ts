@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { closeProcFile, openProcFile, readProcFd } from '../../src/platform/index.js';
 import { parseProcStatus } from '../../src/plugins/workloadattestor/unix.js';
 import { unixPlugin } from '../../src/plugins/index.js';
@@ -64,6 +65,26 @@ describe('platform/procfd', function () {
     const dropped = await values();
     expect(dropped).to.include.members(['uid:65534', 'gid:65534']);
     expect(dropped).to.not.include('uid:0');
+  });
+
+  it('reads a status text longer than one read buffer whole (2,000 supplementary groups)', async function () {
+    if (!isRoot) {
+      process.stderr.write('      (pending: setgroups() in the child needs root; CI runs as root)\n');
+      this.skip();
+    }
+    const groups = Array.from({ length: 2000 }, (_, i) => 10_000 + i);
+    const child = spawn('python3', ['-c', `import os,sys,time; os.setgroups(list(range(10000, 12000))); sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(20)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(child);
+    await once(child.stdout!, 'data');
+    const fd = openProcFile(child.pid!, 'status');
+    fds.push(fd);
+    const text = readProcFd(fd);
+    expect(text.length).to.be.greaterThan(8192); // more than the first buffer and its first doubling
+    expect(parseProcStatus(text)!.groups).to.deep.equal(groups);
+    // Every line of the file, up to its last, as a fresh open and read sees it.
+    const lastLine = (s: string) => s.trimEnd().split('\n').at(-1)!.split(':')[0];
+    expect(lastLine(text)).to.equal(lastLine(readFileSync(`/proc/${child.pid}/status`, 'utf8')));
+    expect(text.endsWith('\n')).to.equal(true);
   });
 
   it('fails with ESRCH once the process has exited, and the unix attestor says so', async () => {
