@@ -21,6 +21,7 @@ import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { watchGc } from './bench-gc.js';
 import { SECURITY_HEADER, workloadClientConstructor, workloadServiceDefinition } from '../src/workloadapi/proto.js';
 
 interface Args {
@@ -277,6 +278,7 @@ async function latency(): Promise<void> {
   const cpu0 = process.cpuUsage();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  const stopGc = watchGc();
   const latencies: number[] = [];
   const pause = args.pauseMs ?? 0;
   await Promise.all(
@@ -291,8 +293,9 @@ async function latency(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const wallMs = performance.now() - t0;
   loop.disable();
+  const gc = stopGc();
   for (const c of clients) c.close();
-  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6 })}\n`);
+  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6, gc })}\n`);
 }
 
 async function hold(): Promise<void> {

@@ -30,7 +30,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { type KeyObject, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { join } from 'node:path';
-import { constants, monitorEventLoopDelay, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { watchGc, type GcFigures } from './bench-gc.js';
 import { fileURLToPath } from 'node:url';
 import { readChildren, readTlv } from '../src/ca/asn1.js';
 import { buildCsrDer, newWorkloadKey } from '../src/ca/index.js';
@@ -162,7 +163,9 @@ export interface FetchLatency {
   agentLoopMaxMs: number;
   clientLoopMaxMs: number;
   /** Garbage collections of this process (agent or bare server) in the timed phase: young-generation count, all pauses summed, longest pause (ms). */
-  agentGc: { scavenges: number; totalMs: number; maxMs: number };
+  agentGc: GcFigures;
+  /** The same, of the client processes (summed; the longest of any). */
+  clientGc: GcFigures;
 }
 
 /**
@@ -203,22 +206,12 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
   const cpu0 = process.cpuUsage();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  const gc = { scavenges: 0, totalMs: 0, maxMs: 0 };
-  const count = (entries: PerformanceEntry[]) => {
-    for (const e of entries) {
-      if ((e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) gc.scavenges++;
-      gc.totalMs += e.duration;
-      gc.maxMs = Math.max(gc.maxMs, e.duration);
-    }
-  };
-  const gcs = new PerformanceObserver((list) => count(list.getEntries()));
-  gcs.observe({ entryTypes: ['gc'] });
+  const stopGc = watchGc();
   for (const c of children) c.send('go');
-  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number }>()));
+  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number; gc: GcFigures }>()));
   const cpu = process.cpuUsage(cpu0);
   loop.disable();
-  count(gcs.takeRecords());
-  gcs.disconnect();
+  const gc = stopGc();
   const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const calls = sorted.length;
   const wallMs = Math.max(...results.map((r) => r.wallMs));
@@ -232,6 +225,11 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
     agentLoopMaxMs: loop.max / 1e6,
     clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
     agentGc: gc,
+    clientGc: {
+      scavenges: results.reduce((a, r) => a + r.gc.scavenges, 0),
+      totalMs: results.reduce((a, r) => a + r.gc.totalMs, 0),
+      maxMs: Math.max(...results.map((r) => r.gc.maxMs)),
+    },
   };
 }
 

@@ -53,7 +53,9 @@ async function main(): Promise<void> {
   rows.push({ name: 'FetchX509SVID first response p50 ms (100 paced clients, HTTP/2 frames)', value: p.p50Ms.toFixed(2) });
   rows.push({ name: 'FetchX509SVID first response p99 ms (100 paced clients, HTTP/2 frames)', value: p.p99Ms.toFixed(2), target: '<= 5', ok: p.p99Ms <= 5 });
   rows.push({ name: 'paced: agent / client CPU µs per call; longest loop delay ms', value: `${p.agentCpuUsPerCall.toFixed(0)} / ${p.clientCpuUsPerCall.toFixed(0)}; ${p.agentLoopMaxMs.toFixed(1)} / ${p.clientLoopMaxMs.toFixed(1)}` });
-  rows.push({ name: 'paced: agent GC in the timed phase: scavenges; pauses summed ms; longest ms', value: `${p.agentGc.scavenges}; ${p.agentGc.totalMs.toFixed(0)}; ${p.agentGc.maxMs.toFixed(1)}` });
+  const gcFigures = (g: { scavenges: number; totalMs: number; maxMs: number }) => `${g.scavenges}; ${g.totalMs.toFixed(0)}; ${g.maxMs.toFixed(1)}`;
+  rows.push({ name: 'paced, timed phase: agent GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.agentGc) });
+  rows.push({ name: 'paced, timed phase: client GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.clientGc) });
   rows.push({ name: 'reference: bare grpc-js server, same clients: p50 / p99 ms; server CPU µs per call', value: `${latency.bare.p50Ms.toFixed(2)} / ${latency.bare.p99Ms.toFixed(2)}; ${latency.bare.agentCpuUsPerCall.toFixed(0)}` });
   for (const [label, r] of [['node:http2', latency.pacedHttp2], ['grpc-js', latency.pacedGrpcJs]] as const) {
     rows.push({ name: `FetchX509SVID p50 / p99 ms (100 paced ${label} clients)`, value: `${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)}` });
