@@ -22,6 +22,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { watchGc } from './bench-gc.js';
+import { watchSched } from './bench-sched.js';
 import { SECURITY_HEADER, workloadClientConstructor, workloadServiceDefinition } from '../src/workloadapi/proto.js';
 
 interface Args {
@@ -279,6 +280,7 @@ async function latency(): Promise<void> {
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const stopGc = watchGc();
+  const stopSched = watchSched();
   const latencies: number[] = [];
   const pause = args.pauseMs ?? 0;
   await Promise.all(
@@ -294,8 +296,9 @@ async function latency(): Promise<void> {
   const wallMs = performance.now() - t0;
   loop.disable();
   const gc = stopGc();
+  const sched = stopSched();
   for (const c of clients) c.close();
-  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6, gc })}\n`);
+  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6, gc, sched })}\n`);
 }
 
 async function hold(): Promise<void> {

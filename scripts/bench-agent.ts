@@ -32,6 +32,7 @@ import { type KeyObject, createPublicKey, generateKeyPairSync, sign, verify } fr
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { watchGc, type GcFigures } from './bench-gc.js';
+import { watchSched, type SchedFigures } from './bench-sched.js';
 import { fileURLToPath } from 'node:url';
 import { readChildren, readTlv } from '../src/ca/asn1.js';
 import { buildCsrDer, newWorkloadKey } from '../src/ca/index.js';
@@ -166,6 +167,11 @@ export interface FetchLatency {
   agentGc: GcFigures;
   /** The same, of the client processes (summed; the longest of any). */
   clientGc: GcFigures;
+  /** Time the main thread of this process, and of the clients (summed), waited for a CPU in the timed phase. */
+  agentSched: SchedFigures;
+  clientSched: SchedFigures;
+  /** Length of the timed phase, ms (the longest client's). */
+  wallMs: number;
 }
 
 /**
@@ -207,11 +213,13 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const stopGc = watchGc();
+  const stopSched = watchSched();
   for (const c of children) c.send('go');
-  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number; gc: GcFigures }>()));
+  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number; gc: GcFigures; sched: SchedFigures }>()));
   const cpu = process.cpuUsage(cpu0);
   loop.disable();
   const gc = stopGc();
+  const sched = stopSched();
   const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const calls = sorted.length;
   const wallMs = Math.max(...results.map((r) => r.wallMs));
@@ -225,6 +233,9 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
     agentLoopMaxMs: loop.max / 1e6,
     clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
     agentGc: gc,
+    agentSched: sched,
+    clientSched: { runDelayMs: results.reduce((a, r) => a + r.sched.runDelayMs, 0), timeslices: results.reduce((a, r) => a + r.sched.timeslices, 0) },
+    wallMs,
     clientGc: {
       scavenges: results.reduce((a, r) => a + r.gc.scavenges, 0),
       totalMs: results.reduce((a, r) => a + r.gc.totalMs, 0),
