@@ -21,8 +21,7 @@ import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { watchGc } from './bench-gc.js';
-import { watchSched } from './bench-sched.js';
+import { watchProcess } from './bench-process.js';
 import { SECURITY_HEADER, workloadClientConstructor, workloadServiceDefinition } from '../src/workloadapi/proto.js';
 
 interface Args {
@@ -279,8 +278,7 @@ async function latency(): Promise<void> {
   const cpu0 = process.cpuUsage();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  const stopGc = watchGc();
-  const stopSched = watchSched();
+  const stopWatch = watchProcess();
   const latencies: number[] = [];
   const pause = args.pauseMs ?? 0;
   await Promise.all(
@@ -295,10 +293,9 @@ async function latency(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const wallMs = performance.now() - t0;
   loop.disable();
-  const gc = stopGc();
-  const sched = stopSched();
+  const figures = stopWatch();
   for (const c of clients) c.close();
-  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6, gc, sched })}\n`);
+  process.stdout.write(`${JSON.stringify({ latencies, wallMs, cpuUs: cpu.user + cpu.system, loopMaxMs: loop.max / 1e6, figures })}\n`);
 }
 
 async function hold(): Promise<void> {

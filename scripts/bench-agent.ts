@@ -31,8 +31,7 @@ import * as grpc from '@grpc/grpc-js';
 import { type KeyObject, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { watchGc, type GcFigures } from './bench-gc.js';
-import { watchSched, type SchedFigures } from './bench-sched.js';
+import { sumProcesses, watchProcess, type ProcessFigures } from './bench-process.js';
 import { fileURLToPath } from 'node:url';
 import { readChildren, readTlv } from '../src/ca/asn1.js';
 import { buildCsrDer, newWorkloadKey } from '../src/ca/index.js';
@@ -163,13 +162,10 @@ export interface FetchLatency {
   /** Longest event-loop delay in the timed phase, ms: of this process (agent + server) and of the clients. */
   agentLoopMaxMs: number;
   clientLoopMaxMs: number;
-  /** Garbage collections of this process (agent or bare server) in the timed phase: young-generation count, all pauses summed, longest pause (ms). */
-  agentGc: GcFigures;
-  /** The same, of the client processes (summed; the longest of any). */
-  clientGc: GcFigures;
-  /** Time the main thread of this process, and of the clients (summed), waited for a CPU in the timed phase. */
-  agentSched: SchedFigures;
-  clientSched: SchedFigures;
+  /** This process's (agent or bare server) garbage collections and main-thread wait for a CPU in the timed phase. */
+  agentProcess: ProcessFigures;
+  /** The same, of the client processes (summed; the longest pause of any). */
+  clientProcess: ProcessFigures;
   /** Length of the timed phase, ms (the longest client's). */
   wallMs: number;
 }
@@ -212,14 +208,12 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
   const cpu0 = process.cpuUsage();
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  const stopGc = watchGc();
-  const stopSched = watchSched();
+  const stopWatch = watchProcess();
   for (const c of children) c.send('go');
-  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number; gc: GcFigures; sched: SchedFigures }>()));
+  const results = await Promise.all(children.map((c) => c.next<{ latencies: number[]; wallMs: number; cpuUs: number; loopMaxMs: number; figures: ProcessFigures }>()));
   const cpu = process.cpuUsage(cpu0);
   loop.disable();
-  const gc = stopGc();
-  const sched = stopSched();
+  const agentProcess = stopWatch();
   const sorted = results.flatMap((r) => r.latencies).sort((a, b) => a - b);
   const calls = sorted.length;
   const wallMs = Math.max(...results.map((r) => r.wallMs));
@@ -232,15 +226,9 @@ async function timeClients(children: ClientChild[]): Promise<FetchLatency> {
     clientCpuUsPerCall: results.reduce((a, r) => a + r.cpuUs, 0) / calls,
     agentLoopMaxMs: loop.max / 1e6,
     clientLoopMaxMs: Math.max(...results.map((r) => r.loopMaxMs)),
-    agentGc: gc,
-    agentSched: sched,
-    clientSched: { runDelayMs: results.reduce((a, r) => a + r.sched.runDelayMs, 0), timeslices: results.reduce((a, r) => a + r.sched.timeslices, 0) },
+    agentProcess,
+    clientProcess: sumProcesses(results.map((r) => r.figures)),
     wallMs,
-    clientGc: {
-      scavenges: results.reduce((a, r) => a + r.gc.scavenges, 0),
-      totalMs: results.reduce((a, r) => a + r.gc.totalMs, 0),
-      maxMs: Math.max(...results.map((r) => r.gc.maxMs)),
-    },
   };
 }
 

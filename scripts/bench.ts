@@ -7,6 +7,7 @@ import { benchAudit } from './bench-audit.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
 import { benchTasks } from './bench-tasks.js';
+import type { ProcessFigures } from './bench-process.js';
 import { benchTlsInChild } from './bench-tls.js';
 
 interface Row {
@@ -53,13 +54,13 @@ async function main(): Promise<void> {
   rows.push({ name: 'FetchX509SVID first response p50 ms (100 paced clients, HTTP/2 frames)', value: p.p50Ms.toFixed(2) });
   rows.push({ name: 'FetchX509SVID first response p99 ms (100 paced clients, HTTP/2 frames)', value: p.p99Ms.toFixed(2), target: '<= 5', ok: p.p99Ms <= 5 });
   rows.push({ name: 'paced: agent / client CPU µs per call; longest loop delay ms', value: `${p.agentCpuUsPerCall.toFixed(0)} / ${p.clientCpuUsPerCall.toFixed(0)}; ${p.agentLoopMaxMs.toFixed(1)} / ${p.clientLoopMaxMs.toFixed(1)}` });
-  const gcFigures = (g: { scavenges: number; totalMs: number; maxMs: number }) => `${g.scavenges}; ${g.totalMs.toFixed(0)}; ${g.maxMs.toFixed(1)}`;
-  rows.push({ name: 'paced, timed phase: agent GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.agentGc) });
-  rows.push({ name: 'paced, timed phase: client GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.clientGc) });
-  const waited = (s: { runDelayMs: number; timeslices: number }) => `${s.runDelayMs.toFixed(0)} ms; ${((1000 * s.runDelayMs) / Math.max(1, s.timeslices)).toFixed(0)} µs`;
-  rows.push({ name: 'paced, timed phase: agent main thread waited for a CPU: in all; per wakeup', value: waited(p.agentSched) });
-  rows.push({ name: 'paced, timed phase: client main thread waited for a CPU: in all; per wakeup', value: waited(p.clientSched) });
-  rows.push({ name: 'paced, timed phase: length ms; bare server main thread waited for a CPU', value: `${p.wallMs.toFixed(0)}; ${waited(latency.bare.agentSched)}` });
+  const gcFigures = ({ gc }: ProcessFigures) => `${gc.scavenges}; ${gc.totalMs.toFixed(0)}; ${gc.maxMs.toFixed(1)}`;
+  rows.push({ name: 'paced, timed phase: agent GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.agentProcess) });
+  rows.push({ name: 'paced, timed phase: client GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.clientProcess) });
+  const waited = ({ sched }: ProcessFigures) => `${sched.runDelayMs.toFixed(0)} ms; ${((1000 * sched.runDelayMs) / Math.max(1, sched.timeslices)).toFixed(0)} µs`;
+  rows.push({ name: 'paced, timed phase: agent main thread waited for a CPU: in all; per wakeup', value: waited(p.agentProcess) });
+  rows.push({ name: 'paced, timed phase: client main thread waited for a CPU: in all; per wakeup', value: waited(p.clientProcess) });
+  rows.push({ name: 'paced, timed phase: length ms; bare server main thread waited for a CPU', value: `${p.wallMs.toFixed(0)}; ${waited(latency.bare.agentProcess)}` });
   rows.push({ name: 'reference: bare grpc-js server, same clients: p50 / p99 ms; server CPU µs per call', value: `${latency.bare.p50Ms.toFixed(2)} / ${latency.bare.p99Ms.toFixed(2)}; ${latency.bare.agentCpuUsPerCall.toFixed(0)}` });
   for (const [label, r] of [['node:http2', latency.pacedHttp2], ['grpc-js', latency.pacedGrpcJs]] as const) {
     rows.push({ name: `FetchX509SVID p50 / p99 ms (100 paced ${label} clients)`, value: `${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)}` });
