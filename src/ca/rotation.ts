@@ -45,6 +45,15 @@ export interface AuthorityOptions {
 export const CA_BACKDATE_SECONDS = 10;
 const KID_ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
 
+/** A number per slot record object, for slotsKey(): records are replaced on every change, never edited. */
+const recordIds = new WeakMap<CaSlotRecord, number>();
+let nextRecordId = 0;
+function recordId(r: CaSlotRecord): number {
+  let id = recordIds.get(r);
+  if (id === undefined) recordIds.set(r, (id = ++nextRecordId));
+  return id;
+}
+
 export class RotatingAuthority {
   protected readonly slots: Record<CaKind, Map<CaSlotName, LoadedSlot>> = { 'x509-root': new Map(), 'x509-signing': new Map(), jwt: new Map() };
   protected readonly random: RandomSource;
@@ -233,6 +242,20 @@ export class RotatingAuthority {
       .filter((s) => s.record.notAfter > now)
       .sort((a, b) => a.record.notBefore - b.record.notBefore)
       .map((s) => Buffer.from(s.record.material));
+  }
+
+  /**
+   * A short string that changes whenever a slot of `kinds` that has not expired is added, changed
+   * (status, taint, material: every change replaces the record) or removed, or expires: what callers
+   * compare to reuse work done from x509Authorities(), signingCas() or jwtAuthorities().
+   */
+  slotsKey(...kinds: CaKind[]): string {
+    const now = this.nowSeconds();
+    const parts: string[] = [];
+    for (const kind of kinds) {
+      for (const [name, s] of this.slots[kind]) if (s.record.notAfter > now) parts.push(`${kind}/${name}#${recordId(s.record)}`);
+    }
+    return parts.sort().join(' ');
   }
 
   /** Trust bundle JWT authorities: every JWT key not yet expired, oldest first. */

@@ -81,6 +81,8 @@ const toTask = (r: TaskRow): TaskRecord => ({
 export class SqliteTasks {
   private readonly s;
 
+  readonly #lists = new Map<string, Database.Statement<Array<string | number>, TaskRow>>();
+
   constructor(private readonly db: Database.Database) {
     this.s = {
       insertAgent: db.prepare<[AgentRow]>(
@@ -191,8 +193,11 @@ export class SqliteTasks {
     }
     if (f.uncleaned) where.push("status = 'ended' AND cleaned_at IS NULL");
     const limit = Math.min(Math.max(1, Math.floor(f.limit ?? 1000)), MAX_TASK_LIST);
-    const sql = `SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ${limit}`;
-    return this.db.prepare<Array<string | number>, TaskRow>(sql).all(...args).map(toTask);
+    const sql = `SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT ?`;
+    // Prepared once per filter shape (at most 16): the deadline sweep runs this every second.
+    let st = this.#lists.get(sql);
+    if (!st) this.#lists.set(sql, (st = this.db.prepare<Array<string | number>, TaskRow>(sql)));
+    return st.all(...args, limit).map(toTask);
   }
 
   endTask(id: string, endedAt: number, reason: string): TaskRecord | undefined {

@@ -63,6 +63,8 @@ export class WritServer {
   healthAddress: AddressInfo | undefined;
   private bundle: BundleRecord | undefined;
   private bundleKey = '';
+  /** authority.slotsKey() of the roots and JWT keys when the bundle was last found current. */
+  private bundleSlots = '';
   private crlCache: { key: string; refreshAt: number; ders: Buffer[]; byIssuer: CrlOfIssuer[] } | undefined;
   private nodeApi: { close(): Promise<void>; address: AddressInfo } | undefined;
   private sessions: AttestationSessions | undefined;
@@ -183,12 +185,19 @@ export class WritServer {
       this.bundle = await datastore.getBundle(config.trustDomain);
       this.bundleKey = this.bundle ? bundleContentKey(config.trustDomain, this.bundle.document) : '';
     }
+    // The CA tick runs every 10 s and nearly always finds nothing new: compare the slots first, and
+    // render (PEM, JWKs, a content key) only when a root or JWT key changed.
+    const slots = authority.slotsKey('x509-root', 'jwt');
+    if (!force && this.bundle && slots === this.bundleSlots && this.bundle.refreshHint === config.bundleRefreshHint) return this.bundle;
     const x509 = authority.x509Authorities();
     const jwt = authority.jwtAuthorities();
     const next = (this.bundle?.sequence ?? 0) + 1;
     const candidate = renderBundleDocument(config.trustDomain, x509, jwt, config.bundleRefreshHint, next);
     const key = bundleContentKey(config.trustDomain, candidate);
-    if (!force && this.bundle && key === this.bundleKey && this.bundle.refreshHint === config.bundleRefreshHint) return this.bundle;
+    if (!force && this.bundle && key === this.bundleKey && this.bundle.refreshHint === config.bundleRefreshHint) {
+      this.bundleSlots = slots;
+      return this.bundle;
+    }
     let rec = await datastore.setBundle(config.trustDomain, candidate, config.bundleRefreshHint, Math.floor(clock.nowMs() / 1000));
     if (rec.sequence !== next) {
       // Another writer moved the sequence: render again with the store's number.
@@ -197,6 +206,7 @@ export class WritServer {
     }
     this.bundle = rec;
     this.bundleKey = key;
+    this.bundleSlots = slots;
     this.ctx.metrics.bundleSequence.set(rec.sequence);
     this.ctx.logger.info({ event: 'bundle.published', sequence: rec.sequence, x509_authorities: x509.length, jwt_authorities: jwt.length }, 'trust bundle published');
     return rec;

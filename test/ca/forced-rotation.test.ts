@@ -104,6 +104,37 @@ describe('ca/forced rotation (injected clock)', function () {
     expect(events[3]!.changes.filter((c) => c.event === 'dropped').map((c) => c.kind).sort()).to.deep.equal(['x509-root', 'x509-signing']);
   });
 
+  it('slotsKey changes with every step of the kinds asked for and at expiry, and only then', async () => {
+    const a = f.authority;
+    const x509 = () => a.slotsKey('x509-root', 'x509-signing');
+    const jwt = () => a.slotsKey('jwt');
+    const seen = new Set<string>();
+    const fresh = (k: string) => {
+      expect(seen.has(k), `key ${k} seen before`).to.equal(false);
+      seen.add(k);
+      return k;
+    };
+    let k = fresh(x509());
+    expect(x509(), 'no change, same key').to.equal(k);
+    const j = jwt();
+    const r1 = one(f, 'x509', 'active').authorityId;
+    const r2 = (await a.prepareAuthority('x509')).authorityId;
+    k = fresh(x509());
+    await a.activateAuthority('x509', r2);
+    k = fresh(x509());
+    await a.taintAuthority('x509', r1);
+    k = fresh(x509());
+    await a.revokeAuthority('x509', r1);
+    k = fresh(x509());
+    expect(jwt(), 'X.509 steps leave the JWT key alone').to.equal(j);
+    await a.prepareAuthority('jwt');
+    expect(jwt()).to.not.equal(j);
+    expect(x509(), 'a JWT step leaves the X.509 key alone').to.equal(k);
+    // Past every slot's notAfter, without a rotation tick: nothing is left in the key.
+    f.clock.advance(400 * 24 * HOUR * 1000);
+    expect(x509()).to.equal('');
+  });
+
   it('keeps nothing of a revoked authority that openssl would accept', async function () {
     if (!hasOpenssl()) skipBecause(this, OPENSSL_MISSING);
     const old = await mint(f);

@@ -238,6 +238,10 @@ describe('server/bundle endpoint (https_spiffe)', function () {
   it('serves a higher spiffe_sequence and a new ETag after the CA prepares the next JWT key', async () => {
     const before = await get('/');
     const seq0 = SpiffeBundle.parse(td, before.body).sequenceNumber!;
+    // Ticks with nothing to do (the second one takes the fast path: no slot changed) publish nothing.
+    await server.rotateAndPublish();
+    await server.rotateAndPublish();
+    expect((await storeBundle()).sequenceNumber).to.equal(seq0);
     clock.advance(13 * 60 * MIN); // past half of ca_ttl 24 h: the next JWT key is prepared and published
     await server.rotateAndPublish();
     const after = await get('/');

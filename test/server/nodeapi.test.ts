@@ -17,7 +17,7 @@ import { encodePem } from '../../src/bundle/index.js';
 import { silentLogger } from '../../src/log.js';
 import { joinTokenAgentPlugin, x509PopAgentPlugin } from '../../src/plugins/index.js';
 import { makeCert, makeRoot, newKey } from '../svid/pki.js';
-import { systemClock } from '../../src/clock.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
 import { validateServerConfig } from '../../src/server/config.js';
 import { WritServer } from '../../src/server/server.js';
 
@@ -241,5 +241,117 @@ describe('server/node API with x509pop', function () {
     expect(done.spiffe_id).to.match(new RegExp(`^spiffe://${TD}/writ/agent/x509pop/[0-9a-f]{40}$`));
     const rec = await server.ctx.datastore.getAgent(done.spiffe_id!);
     expect(rec?.selectors).to.deep.include({ type: 'x509pop', value: 'subject:cn:node-9' });
+  });
+});
+
+/**
+ * An agent keeps one TLS connection to the node API and the server verifies its SVID once per
+ * connection: these calls all go over one kept-alive connection (checked) and show that the check
+ * is made again when it must be.
+ */
+describe('server/node API on one kept-alive connection', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let server: WritServer;
+  let port: number;
+  const clock = new ManualClock(Date.now());
+
+  const caPem = () => server.ctx.authority.x509Authorities().map((d) => encodePem('CERTIFICATE', d)).join('');
+  const attest = async () => {
+    const t = randomBytes(24).toString('base64url');
+    const now = Math.floor(clock.nowMs() / 1000);
+    await server.ctx.datastore.createJoinToken({ tokenHash: createHash('sha256').update(t).digest('hex'), expiresAt: now + 600, spiffeId: null, createdAt: now, usedAt: null });
+    const plugin = await joinTokenAgentPlugin.create({ token: t } as never, { logger: silentLogger, clock: systemClock, trustDomain: TD });
+    const anon = new NodeClient({ host: '127.0.0.1', port, serverId: `spiffe://${TD}/writ/server` }, () => ({ caPem: caPem() }));
+    try {
+      return (await attestAgent(anon, plugin, silentLogger)).identity;
+    } finally {
+      anon.close();
+    }
+  };
+  /** One keep-alive connection as `identity`; each call says whether it went over the first call's socket. */
+  const connection = (identity: AgentIdentity) => {
+    const pem = identityPem(identity);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: caPem(), cert: pem.certPem, key: pem.keyPem, checkServerIdentity: () => undefined });
+    let first: import('node:net').Socket | undefined;
+    const call = () =>
+      new Promise<{ status: number; code?: string; sameSocket: boolean }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/v1/node/sync', method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            first ??= req.socket!;
+            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: string } };
+            resolve({ status: res.statusCode ?? 0, ...(body.error?.code ? { code: body.error.code } : {}), sameSocket: req.socket === first });
+          });
+        });
+        req.on('error', reject);
+        req.end('{"since":0}');
+      });
+    return { call, close: () => agent.destroy() };
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'writ-nodeapi-conn-'));
+    const config = validateServerConfig({ trust_domain: TD, data_dir: join(dir, 'data'), admin: { socket_path: join(dir, 'admin.sock') }, health: { enabled: false }, node_api: { port: 0 }, ca: { key_manager: 'memory' } });
+    server = await WritServer.start(config, { logger: silentLogger, clock });
+    port = server.nodeApiAddress!.port;
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses TLS 1.2 renegotiation, so a connection cannot change its client certificate', async () => {
+    const pem = identityPem(await attest());
+    const { connect } = await import('node:tls');
+    const socket = connect({ host: '127.0.0.1', port, ca: caPem(), cert: pem.certPem, key: pem.keyPem, maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined });
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('close', () => resolve('closed'));
+        socket.once('error', (e: Error & { code?: string }) => resolve(`error ${e.code ?? e.message}`));
+        const asked = socket.renegotiate({ rejectUnauthorized: false }, (e) => resolve(e ? `error ${(e as Error & { code?: string }).code ?? e.message}` : 'renegotiated'));
+        if (!asked) resolve('not sent');
+      });
+      expect(outcome).to.not.equal('renegotiated');
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it('checks the agent SVID again once it has expired', async () => {
+    const identity = await attest();
+    const conn = connection(identity);
+    try {
+      expect(await conn.call()).to.deep.include({ status: 200 });
+      expect(await conn.call()).to.deep.equal({ status: 200, sameSocket: true });
+      const trust = server.ctx.authority.slotsKey('x509-root', 'x509-signing');
+      clock.set(identity.notAfter + 1000);
+      // Past the SVID but not past a CA's rotation point: only the expiry can refuse it.
+      expect(server.ctx.authority.slotsKey('x509-root', 'x509-signing')).to.equal(trust);
+      expect(await conn.call()).to.deep.equal({ status: 401, code: 'ERR_UNAUTHENTICATED', sameSocket: true });
+    } finally {
+      conn.close();
+      clock.set(Date.now());
+    }
+  });
+
+  it('checks the agent SVID again when its authority is revoked', async () => {
+    const identity = await attest();
+    const conn = connection(identity);
+    try {
+      expect(await conn.call()).to.deep.include({ status: 200 });
+      const authority = server.ctx.authority;
+      const old = authority.localAuthorities('x509').find((a) => a.status === 'active')!.authorityId;
+      const next = (await authority.prepareAuthority('x509')).authorityId;
+      expect(await conn.call(), 'a new root alone changes nothing for this SVID').to.deep.equal({ status: 200, sameSocket: true });
+      await authority.activateAuthority('x509', next);
+      await authority.taintAuthority('x509', old);
+      await authority.revokeAuthority('x509', old);
+      expect(await conn.call()).to.deep.equal({ status: 401, code: 'ERR_UNAUTHENTICATED', sameSocket: true });
+    } finally {
+      conn.close();
+    }
   });
 });

@@ -11,7 +11,7 @@ import type { AttestedAgent, EntryFilter, RegistrationEntry } from '../../datast
 import { WritError } from '../../errors.js';
 import { X509Bundle } from '../../bundle/index.js';
 import { parseTrustDomain } from '../../spiffeid/index.js';
-import { verifyX509Svid } from '../../svid/index.js';
+import { readCertificateInfo, verifyX509Svid, type VerifiedX509Svid } from '../../svid/index.js';
 import type { ServerContext } from '../context.js';
 import { SERVER_ID_PATH } from '../serversvid.js';
 
@@ -30,20 +30,52 @@ export function peerChain(socket: TLSSocket): Buffer[] {
   return out;
 }
 
-/** Verifies the caller's agent SVID and returns its record. */
-export async function authenticateAgent(ctx: ServerContext, socket: TLSSocket): Promise<AttestedAgent> {
+/** An agent SVID already verified on a connection: until the trust inputs change or its chain expires. */
+interface VerifiedPeer {
+  id: string;
+  /** The earliest notAfter of the verified chain, ms. */
+  untilMs: number;
+  /** authority.slotsKey() of the roots and signing CAs it was verified against. */
+  trust: string;
+}
+
+/**
+ * The node API refuses TLS renegotiation (listen.ts), so a connection's client certificate cannot
+ * change once the handshake is done: its chain is verified on the first request and the result
+ * reused on the connection's later requests (an agent syncs on one kept-alive connection), until a
+ * root or signing CA is added, changed or removed, or the chain's earliest notAfter passes. The
+ * agent record (banned, evicted) is still read on every request.
+ */
+const verifiedPeers = new WeakMap<TLSSocket, VerifiedPeer>();
+const TRUST_KINDS = ['x509-root', 'x509-signing'] as const;
+
+function verifyPeer(ctx: ServerContext, socket: TLSSocket): string {
+  const trust = ctx.authority.slotsKey(...TRUST_KINDS);
+  const nowMs = ctx.clock.nowMs();
+  const known = verifiedPeers.get(socket);
+  if (known && known.trust === trust && nowMs < known.untilMs) return known.id;
   const chain = peerChain(socket);
   if (chain.length === 0) throw new WritError('ERR_UNAUTHENTICATED', 'This node API call needs the agent SVID as the TLS client certificate.');
   const bundle = new X509Bundle(parseTrustDomain(ctx.config.trustDomain), ctx.authority.x509Authorities());
-  let id: string;
+  let verified: VerifiedX509Svid;
   try {
     // A resumed TLS session carries the leaf but not always its intermediate: the server knows its
     // own signing CAs, so it offers them as candidates (the path search ignores the ones not needed).
     const candidates = [...chain, ...ctx.authority.signingCas().map((c) => c.certificate)];
-    id = verifyX509Svid(candidates, bundle, { now: ctx.clock.now() }).id.toString();
+    verified = verifyX509Svid(candidates, bundle, { now: ctx.clock.now() });
   } catch (cause) {
+    verifiedPeers.delete(socket);
     throw new WritError('ERR_UNAUTHENTICATED', 'The client certificate is not a valid SVID of this trust domain.', { cause });
   }
+  const id = verified.id.toString();
+  const untilMs = Math.min(...(verified.verifiedChains[0] ?? []).map((der) => readCertificateInfo(der).notAfter.getTime()));
+  verifiedPeers.set(socket, { id, untilMs, trust });
+  return id;
+}
+
+/** Verifies the caller's agent SVID (once per connection, see verifyPeer) and returns its record. */
+export async function authenticateAgent(ctx: ServerContext, socket: TLSSocket): Promise<AttestedAgent> {
+  const id = verifyPeer(ctx, socket);
   const path = id.slice(`spiffe://${ctx.config.trustDomain}`.length);
   if (!path.startsWith(AGENT_ID_PREFIX)) throw new WritError('ERR_PERMISSION_DENIED', `${id} is not an agent ID.`);
   const agent = await ctx.datastore.getAgent(id);

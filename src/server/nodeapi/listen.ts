@@ -6,12 +6,14 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { constants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { ServerSvid, ServerTlsMaterial } from '../serversvid.js';
 import type express from 'express';
 
 function contextOf(m: ServerTlsMaterial): SecureContextOptions {
-  return { cert: m.certPem, key: m.keyPem, ca: m.caPem, minVersion: 'TLSv1.2' };
+  // No TLS 1.2 renegotiation: a connection's client certificate is fixed, so agents.ts verifies it once per connection.
+  return { cert: m.certPem, key: m.keyPem, ca: m.caPem, minVersion: 'TLSv1.2', secureOptions: constants.SSL_OP_NO_RENEGOTIATION };
 }
 
 export async function startNodeApiListener(app: express.Express, svid: ServerSvid, bindAddress: string, port: number): Promise<{ server: Server; address: AddressInfo; close(): Promise<void> }> {
