@@ -66,13 +66,15 @@ const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'wr
  * `writ server run` in its own process, as production runs it, on the same settings as
  * startServer; resolves with its node API port once it logs "ready". The datastore is its SQLite
  * file (WAL: this process writes join tokens and entries through a second connection).
+ * BENCH_SERVER_NODE_ARGS adds node flags (e.g. --cpu-prof).
  */
 async function startServerProcess(dir: string): Promise<{ child: ChildProcess; port: number; datastorePath: string }> {
   const dataDir = join(dir, 'server');
   const configPath = join(dir, 'server.json');
   const config = { trust_domain: TD, data_dir: dataDir, default_x509_svid_ttl: SVID_TTL, admin: { socket_path: join(dir, 'admin.sock') }, health: { enabled: false }, node_api: { port: 0 }, ca: { key_manager: 'memory' } };
   writeFileSync(configPath, JSON.stringify(config));
-  const child = spawn(process.execPath, [BIN, 'server', 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'server', 'run', '--config', configPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   try {
     const port = await new Promise<number>((resolve, reject) => {

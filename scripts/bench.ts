@@ -2,11 +2,12 @@
  * `npm run bench`: speed figures measured in one run on this machine, printed with their ratios.
  * Targets are checked here and reported, never asserted in timed tests (the machine is shared).
  */
-import { benchFetchLatency, benchFetchLatencyBare, benchIssuance, benchRotation, benchWatchMemory } from './bench-agent.js';
+import { benchFetchLatency, benchFetchLatencyBare, benchIssuance, benchRotation, benchWatchMemory, type FetchLatency } from './bench-agent.js';
 import { benchAudit } from './bench-audit.js';
 import { benchDatastore } from './bench-datastore.js';
 import { benchMint } from './bench-mint.js';
 import { benchTasks } from './bench-tasks.js';
+import { benchHostStalls, type HostStalls } from './bench-host.js';
 import type { ProcessFigures } from './bench-process.js';
 import { benchTlsInChild } from './bench-tls.js';
 
@@ -25,10 +26,25 @@ async function main(): Promise<void> {
   // Paced, 10 untimed calls per client first: with hand-framed HTTP/2 clients (the least client
   // CPU per call, so the figure is the agent's), then node:http2 and grpc-js clients (100 of them
   // in one process add their own event-loop delay); then grpc-js back to back.
+  // The paced wire-client figure, the one with the target, is taken in rounds that alternate with
+  // the bare grpc-js reference, each round after a spin that measures what the host took from a
+  // running thread just then: this host's stalls come and go within minutes, so one round of each
+  // can compare a quiet minute with a noisy one. The target is checked on the median round.
   const paced = { clients: 100, pauseMs: 100, warmCalls: 10 } as const;
+  const rounds = Math.max(1, Number(process.env.BENCH_LATENCY_ROUNDS ?? '3'));
+  const pacedRounds: Array<{ host: HostStalls; agent: FetchLatency; bare: FetchLatency }> = [];
+  for (let i = 0; i < rounds; i++) {
+    const host = await benchHostStalls({ ms: 2000 });
+    const agent = await benchFetchLatency({ ...paced, callsPerClient: 60, client: 'wire' });
+    const bare = await benchFetchLatencyBare({ ...paced, callsPerClient: 60, client: 'wire' });
+    pacedRounds.push({ host, agent, bare });
+  }
+  const byAgentP99 = [...pacedRounds].sort((a, b) => a.agent.p99Ms - b.agent.p99Ms);
+  const median = byAgentP99[Math.floor((byAgentP99.length - 1) / 2)]!;
+  const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
   const latency = {
-    paced: await benchFetchLatency({ ...paced, callsPerClient: 60, client: 'wire' }),
-    bare: await benchFetchLatencyBare({ ...paced, callsPerClient: 60, client: 'wire' }),
+    paced: median.agent,
+    bare: median.bare,
     pacedHttp2: await benchFetchLatency({ ...paced, callsPerClient: 30, client: 'http2' }),
     pacedGrpcJs: await benchFetchLatency({ ...paced, callsPerClient: 30 }),
     burst: await benchFetchLatency({ clients: 100, callsPerClient: 50 }),
@@ -51,8 +67,13 @@ async function main(): Promise<void> {
   rows.push({ name: `by-parent lookups/s at ${ds.entries} entries`, value: ds.parentLookupsPerSec.toFixed(0) });
 
   const p = latency.paced;
-  rows.push({ name: 'FetchX509SVID first response p50 ms (100 paced clients, HTTP/2 frames)', value: p.p50Ms.toFixed(2) });
-  rows.push({ name: 'FetchX509SVID first response p99 ms (100 paced clients, HTTP/2 frames)', value: p.p99Ms.toFixed(2), target: '<= 5', ok: p.p99Ms <= 5 });
+  rows.push({ name: `FetchX509SVID first response p50 ms (100 paced clients, HTTP/2 frames; median of ${rounds} rounds)`, value: p.p50Ms.toFixed(2) });
+  rows.push({ name: `FetchX509SVID first response p99 ms (100 paced clients, HTTP/2 frames; median of ${rounds} rounds)`, value: p.p99Ms.toFixed(2), target: '<= 5', ok: p.p99Ms <= 5 });
+  const each = (f: (r: (typeof pacedRounds)[number]) => number, digits = 1) => pacedRounds.map((r) => f(r).toFixed(digits)).join(' ');
+  rows.push({ name: 'paced p99 ms of each round: agent; bare grpc-js server', value: `${each((r) => r.agent.p99Ms)}; ${each((r) => r.bare.p99Ms)}` });
+  rows.push({ name: 'paced p99 ms, median of the rounds: bare grpc-js server; agent minus bare', value: `${medianOf(pacedRounds.map((r) => r.bare.p99Ms)).toFixed(2)}; ${medianOf(pacedRounds.map((r) => r.agent.p99Ms - r.bare.p99Ms)).toFixed(2)}` });
+  rows.push({ name: 'host, before each round: a spinning thread lost ms in 2 s (guest scheduler\'s part)', value: pacedRounds.map((r) => `${r.host.lostMs.toFixed(0)} (${r.host.guestRunDelayMs.toFixed(0)})`).join(' ') });
+  rows.push({ name: 'host, before each round: gaps over 1 ms; over 5 ms; longest ms', value: pacedRounds.map((r) => `${r.host.gapsOver1Ms}/${r.host.gapsOver5Ms}/${r.host.longestMs.toFixed(1)}`).join(' ') });
   rows.push({ name: 'paced: agent / client CPU µs per call; longest loop delay ms', value: `${p.agentCpuUsPerCall.toFixed(0)} / ${p.clientCpuUsPerCall.toFixed(0)}; ${p.agentLoopMaxMs.toFixed(1)} / ${p.clientLoopMaxMs.toFixed(1)}` });
   const gcFigures = ({ gc }: ProcessFigures) => `${gc.scavenges}; ${gc.totalMs.toFixed(0)}; ${gc.maxMs.toFixed(1)}`;
   rows.push({ name: 'paced, timed phase: agent GC scavenges; pauses summed ms; longest ms', value: gcFigures(p.agentProcess) });
@@ -61,7 +82,7 @@ async function main(): Promise<void> {
   rows.push({ name: 'paced, timed phase: agent main thread waited for a CPU: in all; per wakeup', value: waited(p.agentProcess) });
   rows.push({ name: 'paced, timed phase: client main thread waited for a CPU: in all; per wakeup', value: waited(p.clientProcess) });
   rows.push({ name: 'paced, timed phase: length ms; bare server main thread waited for a CPU', value: `${p.wallMs.toFixed(0)}; ${waited(latency.bare.agentProcess)}` });
-  rows.push({ name: 'reference: bare grpc-js server, same clients: p50 / p99 ms; server CPU µs per call', value: `${latency.bare.p50Ms.toFixed(2)} / ${latency.bare.p99Ms.toFixed(2)}; ${latency.bare.agentCpuUsPerCall.toFixed(0)}` });
+  rows.push({ name: 'reference: bare grpc-js server, median round: p50 / p99 ms; server CPU µs per call', value: `${latency.bare.p50Ms.toFixed(2)} / ${latency.bare.p99Ms.toFixed(2)}; ${latency.bare.agentCpuUsPerCall.toFixed(0)}` });
   for (const [label, r] of [['node:http2', latency.pacedHttp2], ['grpc-js', latency.pacedGrpcJs]] as const) {
     rows.push({ name: `FetchX509SVID p50 / p99 ms (100 paced ${label} clients)`, value: `${r.p50Ms.toFixed(2)} / ${r.p99Ms.toFixed(2)}` });
   }
