@@ -2,4 +2,4 @@ export { peerCredOf, peerGroupsOf, peerPidfdOf, closePidfd, pidfdAlive, pidfdOpe
 export type { PeerCred } from './peercred.js';
 export { lookupUserName, lookupGroupName, lookupGroupId, namesStamp } from './users.js';
 export { parseStartTime, readStartTime } from './procstat.js';
-export { openProcFile, readProcFd, closeProcFile } from './procfd.js';
+export { openProcFile, readProcFd, readProcFdLines, closeProcFile } from './procfd.js';

@@ -7,8 +7,8 @@ import { expect } from 'chai';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { closeProcFile, openProcFile, readProcFd } from '../../src/platform/index.js';
-import { parseProcStatus } from '../../src/plugins/workloadattestor/unix.js';
+import { closeProcFile, openProcFile, readProcFd, readProcFdLines } from '../../src/platform/index.js';
+import { parseProcStatus, statusIdLines } from '../../src/plugins/workloadattestor/unix.js';
 import { unixPlugin } from '../../src/plugins/index.js';
 import { systemClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
@@ -85,6 +85,29 @@ describe('platform/procfd', function () {
     const lastLine = (s: string) => s.trimEnd().split('\n').at(-1)!.split(':')[0];
     expect(lastLine(text)).to.equal(lastLine(readFileSync(`/proc/${child.pid}/status`, 'utf8')));
     expect(text.endsWith('\n')).to.equal(true);
+    // The id lines alone, as the attestor reads them: the Groups line (about 12 KB) whole.
+    const lines = readProcFdLines(fd, ['Uid', 'Gid', 'Groups']);
+    expect(lines).to.equal(statusIdLines(text));
+    expect(parseProcStatus(lines)!.groups).to.deep.equal(groups);
+    const attestor = await unixPlugin.create(unixPlugin.configSchema.parse({ pid_selectors: false }), { logger: silentLogger, clock: systemClock, trustDomain: 'example.org' });
+    const values = (await attestor.attest(child.pid!, { statusFd: fd })).map((s) => s.value);
+    expect(values.filter((v) => v.startsWith('supplementary_gid:'))).to.have.length(2000);
+    expect(values).to.include('supplementary_gid:11999');
+  });
+
+  it('gives only the lines asked for, in that order, as the whole text has them', () => {
+    const fd = openProcFile(process.pid, 'status');
+    fds.push(fd);
+    const text = readFileSync(`/proc/${process.pid}/status`, 'utf8');
+    const line = (name: string) => text.split('\n').find((l) => l.startsWith(`${name}:`))!;
+    expect(readProcFdLines(fd, ['Uid', 'Gid', 'Groups'])).to.equal(statusIdLines(text));
+    expect(readProcFdLines(fd, ['Uid', 'Gid', 'Groups'])).to.equal([line('Uid'), line('Gid'), line('Groups')].join('\n'));
+    // The first line of the file, a name that is not there, and the order of the names given.
+    expect(readProcFdLines(fd, ['Gid', 'Name', 'NoSuchLine', 'Uid'])).to.equal([line('Gid'), line('Name'), line('Uid')].join('\n'));
+    expect(readProcFdLines(fd, ['NoSuchLine'])).to.equal('');
+    // A prefix of a real name is not that name.
+    expect(readProcFdLines(fd, ['Ui'])).to.equal('');
+    expect(statusIdLines('Name:\tx\nUid:\t1\t1\t1\t1\n')).to.equal('Uid:\t1\t1\t1\t1');
   });
 
   it('fails with ESRCH once the process has exited, and the unix attestor says so', async () => {

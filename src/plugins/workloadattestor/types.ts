@@ -59,7 +59,12 @@ export async function readProcFile(name: string, procRoot: string, pid: number, 
   try {
     return heldFd !== undefined && heldFd >= 0 ? readProcFd(heldFd) : readFileSync(`${procRoot}/${pid}/${file}`, 'utf8');
   } catch (e) {
-    if (isGone(e)) throw workloadError(name, pid, `Process ${pid} does not exist (it may have exited).`, e);
-    throw workloadError(name, pid, `The ${name} attestor can not read /proc/${pid}/${file} (${errnoOf(e) ?? 'error'}).`, e);
+    throw procFileError(name, pid, file, e);
   }
+}
+
+/** The error for a failed read of /proc/<pid>/<file>: gone, or the errno named. */
+export function procFileError(name: string, pid: number, file: string, e: unknown): WritError {
+  if (isGone(e)) return workloadError(name, pid, `Process ${pid} does not exist (it may have exited).`, e);
+  return workloadError(name, pid, `The ${name} attestor can not read /proc/${pid}/${file} (${errnoOf(e) ?? 'error'}).`, e);
 }

@@ -21,9 +21,10 @@ import { z } from 'zod';
 import type { Selector } from '../../datastore/index.js';
 import type { Logger } from '../../log.js';
 import { lookupGroupName, lookupUserName, namesStamp } from '../../platform/users.js';
+import { readProcFdLines } from '../../platform/procfd.js';
 import { parseStartTime } from '../../platform/procstat.js';
 import { type PluginDeps, WORKLOAD_ATTESTOR, declarePlugin, keepValidSelectors } from '../contract.js';
-import { type ProcessFacts, type WorkloadAttestor, checkPid, isGone, readProcFile, workloadError } from './types.js';
+import { type ProcessFacts, type WorkloadAttestor, checkPid, isGone, procFileError, readProcFile, workloadError } from './types.js';
 
 export const UNIX = 'unix';
 
@@ -101,9 +102,19 @@ const config = z
   .strict();
 export type UnixConfig = z.infer<typeof config>;
 
-/** The Uid:, Gid: and Groups: lines of a status text, joined: all the id selectors depend on. */
-function idLines(text: string): string {
-  return `${field(text, 'Uid') ?? ''}\n${field(text, 'Gid') ?? ''}\n${field(text, 'Groups') ?? ''}`;
+const ID_LINES = ['Uid', 'Gid', 'Groups'] as const;
+
+/**
+ * The Uid:, Gid: and Groups: lines of a status text, whole and joined by newlines (a missing one
+ * left out): all the id selectors depend on, in the form readProcFdLines gives them.
+ */
+export function statusIdLines(text: string): string {
+  const out: string[] = [];
+  for (const name of ID_LINES) {
+    const rest = field(text, name);
+    if (rest !== undefined) out.push(`${name}:${rest}`);
+  }
+  return out.join('\n');
 }
 
 const MAX_CACHED_IDS = 1024;
@@ -124,13 +135,21 @@ class UnixAttestor implements WorkloadAttestor {
 
   async attest(pid: number, facts: ProcessFacts = {}): Promise<Selector[]> {
     checkPid(UNIX, pid);
-    // The descriptor held since the process connected is of /proc, so only when proc_path is /proc.
+    // The descriptor held since the process connected is of /proc, so only when proc_path is /proc;
+    // through it only the three id lines are decoded (the file is about 1.4 KB, read on every call).
     const held = this.cfg.proc_path === '/proc' ? facts.statusFd : undefined;
-    const text = await readProcFile(UNIX, this.cfg.proc_path, pid, 'status', held);
-    const key = `${idLines(text)}\n${namesStamp()}`;
+    let lines: string;
+    if (held !== undefined && held >= 0) {
+      try {
+        lines = readProcFdLines(held, ID_LINES);
+      } catch (e) {
+        throw procFileError(UNIX, pid, 'status', e);
+      }
+    } else lines = statusIdLines(await readProcFile(UNIX, this.cfg.proc_path, pid, 'status'));
+    const key = `${lines}\n${namesStamp()}`;
     let ids = this.#idSelectors.get(key);
     if (!ids) {
-      ids = this.#buildIdSelectors(text, pid);
+      ids = this.#buildIdSelectors(lines, pid);
       if (this.#idSelectors.size >= MAX_CACHED_IDS) this.#idSelectors.clear();
       this.#idSelectors.set(key, ids);
     }
