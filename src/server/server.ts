@@ -31,6 +31,8 @@ import type { ServerNodeAttestor } from '../plugins/nodeattestor/types.js';
 
 /** Delete records the entry change feed keeps for incremental agent syncs (older: a full sync). */
 export const ENTRY_DELETES_KEPT = 100_000;
+/** Seconds an expired join token is kept before the prune removes it. */
+export const EXPIRED_JOIN_TOKENS_KEPT = 24 * 3600;
 
 export interface ServerOptions {
   logger: Logger;
@@ -281,22 +283,22 @@ export class WritServer {
     this.tasks.push(cron.schedule('5,15,25,35,45,55 * * * * *', guard('federation', async () => this.ctx.federation?.tick()), { name: 'federation', noOverlap: true }));
     // Tasks end at their deadline: checked every second (their SVIDs expire at the deadline anyway).
     this.tasks.push(cron.schedule('* * * * * *', guard('task-deadlines', async () => this.ctx.tasks?.sweep()), { name: 'task-deadlines', noOverlap: true }));
-    this.tasks.push(
-      cron.schedule(
-        '30 * * * * *',
-        guard('prune', async () => {
-          const now = Math.floor(this.ctx.clock.nowMs() / 1000);
-          const entries = await this.ctx.datastore.pruneExpiredEntries(now);
-          const tokens = await this.ctx.datastore.pruneJoinTokens(now);
-          const revoked = await this.ctx.datastore.pruneRevoked(now);
-          const issued = await this.ctx.datastore.pruneIssued(now);
-          // The change feed keeps its newest deletes; an agent further behind gets a full sync.
-          const changes = await this.ctx.datastore.pruneEntryChanges(ENTRY_DELETES_KEPT);
-          if (entries.length + tokens + revoked + issued + changes > 0) log.info({ event: 'prune', entries, tokens, revoked, issued, entry_changes: changes }, 'pruned expired records');
-        }),
-        { name: 'prune', noOverlap: true },
-      ),
-    );
+    this.tasks.push(cron.schedule('30 * * * * *', guard('prune', () => this.prune()), { name: 'prune', noOverlap: true }));
+  }
+
+  /** The once-a-minute clean-up of expired records (public for tests). */
+  async prune(): Promise<void> {
+    const { datastore, clock, logger } = this.ctx;
+    const now = Math.floor(clock.nowMs() / 1000);
+    const entries = await datastore.pruneExpiredEntries(now);
+    // Expired join tokens are kept a while, so that an agent that brings one is told it expired
+    // (ERR_TOKEN_EXPIRED) rather than that it was never valid.
+    const tokens = await datastore.pruneJoinTokens(now - EXPIRED_JOIN_TOKENS_KEPT);
+    const revoked = await datastore.pruneRevoked(now);
+    const issued = await datastore.pruneIssued(now);
+    // The change feed keeps its newest deletes; an agent further behind gets a full sync.
+    const changes = await datastore.pruneEntryChanges(ENTRY_DELETES_KEPT);
+    if (entries.length + tokens + revoked + issued + changes > 0) logger.info({ event: 'prune', entries, tokens, revoked, issued, entry_changes: changes }, 'pruned expired records');
   }
 
   private async listen(): Promise<void> {

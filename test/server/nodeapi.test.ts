@@ -19,7 +19,7 @@ import { joinTokenAgentPlugin, x509PopAgentPlugin } from '../../src/plugins/inde
 import { makeCert, makeRoot, newKey } from '../svid/pki.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { validateServerConfig } from '../../src/server/config.js';
-import { WritServer } from '../../src/server/server.js';
+import { EXPIRED_JOIN_TOKENS_KEPT, WritServer } from '../../src/server/server.js';
 
 const TD = 'example.org';
 
@@ -166,6 +166,21 @@ describe('server/node API', function () {
     } finally {
       otherClient.close();
     }
+  });
+
+  it('keeps an expired join token through the prune for a day, so its refusal says it expired', async () => {
+    const ds = server.ctx.datastore;
+    const now = Math.floor(Date.now() / 1000);
+    const make = async (expiresAt: number) => {
+      const hash = createHash('sha256').update(randomBytes(24)).digest('hex');
+      await ds.createJoinToken({ tokenHash: hash, expiresAt, spiffeId: null, createdAt: expiresAt - 600, usedAt: null });
+      return hash;
+    };
+    const recent = await make(now - 10);
+    const old = await make(now - EXPIRED_JOIN_TOKENS_KEPT - 60);
+    await server.prune();
+    expect(await codeOf(ds.consumeJoinToken(recent, now))).to.equal('ERR_TOKEN_EXPIRED');
+    expect(await codeOf(ds.consumeJoinToken(old, now)), 'pruned').to.equal('ERR_TOKEN_INVALID');
   });
 
   it('refuses unknown attestors and sessions, oversized and malformed bodies, and unknown paths', async () => {
